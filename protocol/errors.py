@@ -1,0 +1,202 @@
+"""The exception tree of the dazibao protocol.
+
+Two families, as in h11:
+
+* :class:`LocalProtocolError` -- *we* misused the API (a bug in the caller).
+* :class:`RemoteProtocolError` -- the bytes we were handed (by a peer, a file or a form) are
+  not acceptable.  Every such error carries a stable short ``code`` that is part of the
+  protocol (docs/protocol.md, "Error codes") and a human-readable message.
+
+Any other exception escaping ``dazibao.protocol`` is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DazibaoError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "DecodeError",
+    "MalformedError",
+    "NonCanonicalError",
+    "FieldError",
+    "VersionError",
+    "TooLargeError",
+    "ValidationError",
+    "UnknownKindError",
+    "BoardError",
+    "BodyError",
+    "SignatureError",
+    "FutureError",
+    "RetractionError",
+    "KeyFileError",
+    "KeyFileFormatError",
+    "KeyFileTruncatedError",
+    "KeyFileCorruptError",
+    "KeyFileParamsError",
+    "WrongPassphraseError",
+    "ERROR_CODES",
+]
+
+
+class DazibaoError(Exception):
+    """Base of every exception the protocol raises on purpose."""
+
+
+class LocalProtocolError(DazibaoError):
+    """The caller used the protocol API wrongly (for example signed with a bad argument)."""
+
+
+class RemoteProtocolError(DazibaoError):
+    """Input from outside (peer, file, form) was rejected.
+
+    ``code`` is stable and documented; ``str(err)`` is a short explanation meant for logs and
+    for the one-line error a user sees.
+    """
+
+    code: str = "invalid"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+# --- decoding: the bytes do not have the required shape ----------------------------------
+
+
+class DecodeError(RemoteProtocolError):
+    """The bytes could not be decoded into a protocol value."""
+
+    code = "malformed"
+
+
+class MalformedError(DecodeError):
+    """Not well-formed msgpack, truncated, with trailing bytes, or of the wrong shape."""
+
+    code = "malformed"
+
+
+class NonCanonicalError(DecodeError):
+    """Well-formed, but not the canonical encoding of the value it decodes to."""
+
+    code = "non_canonical"
+
+
+class FieldError(DecodeError):
+    """A field has the wrong type, length or value."""
+
+    code = "bad_field"
+
+
+class VersionError(DecodeError):
+    """The format version is not one this implementation supports."""
+
+    code = "unsupported_version"
+
+
+class TooLargeError(DecodeError):
+    """The input exceeds a size or count limit."""
+
+    code = "too_large"
+
+
+# --- validation: well-formed, but breaking a rule of the protocol -------------------------
+
+
+class ValidationError(RemoteProtocolError):
+    """A decoded value breaks a rule of the protocol."""
+
+    code = "invalid"
+
+
+class UnknownKindError(ValidationError):
+    """The post kind is not one this implementation knows."""
+
+    code = "unknown_kind"
+
+
+class BoardError(ValidationError):
+    """The board name breaks the board-name rule."""
+
+    code = "bad_board"
+
+
+class BodyError(ValidationError):
+    """The body (text, display name) breaks the rule for its kind."""
+
+    code = "bad_body"
+
+
+class SignatureError(ValidationError):
+    """The signature does not verify for this author and post id."""
+
+    code = "bad_signature"
+
+
+class FutureError(ValidationError):
+    """The post is dated too far in the future."""
+
+    code = "future"
+
+
+class RetractionError(ValidationError):
+    """A retraction names a post by another author."""
+
+    code = "retract_not_author"
+
+
+# --- encrypted key files --------------------------------------------------------------------
+
+
+class KeyFileError(RemoteProtocolError):
+    """The key file could not be opened."""
+
+    code = "keyfile"
+
+
+class KeyFileFormatError(KeyFileError):
+    """Not a dazibao key file, or a format version this implementation does not know."""
+
+    code = "keyfile_format"
+
+
+class KeyFileTruncatedError(KeyFileError):
+    """The key file is shorter than its header says: it was cut off."""
+
+    code = "keyfile_truncated"
+
+
+class KeyFileCorruptError(KeyFileError):
+    """The key file's checksum does not match: it was damaged or tampered with."""
+
+    code = "keyfile_corrupt"
+
+
+class KeyFileParamsError(KeyFileError):
+    """The key file asks for key-derivation parameters outside the allowed bounds."""
+
+    code = "keyfile_params"
+
+
+class WrongPassphraseError(KeyFileError):
+    """The passphrase does not open this key file."""
+
+    code = "wrong_passphrase"
+
+
+def _codes() -> dict[str, str]:
+    table: dict[str, str] = {}
+    stack: list[type[RemoteProtocolError]] = [RemoteProtocolError]
+    while stack:
+        cls = stack.pop()
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        table.setdefault(cls.code, doc)
+        stack.extend(cls.__subclasses__())
+    return dict(sorted(table.items()))
+
+
+#: Every stable error code with its one-line meaning (docs/protocol.md lists the same set).
+ERROR_CODES: dict[str, str] = _codes()

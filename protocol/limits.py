@@ -1,0 +1,78 @@
+"""Every size, count and time window of dazibao, in one table.
+
+The protocol and the node read their limits from here and nowhere else; docs/protocol.md
+("Limits") lists the same names and values, and a test checks that the two agree.  A limit is
+part of the protocol: a node that accepts more than these is still compatible, but one that
+sends more will see its messages refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limit", "TABLE", "by_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str
+    value: int
+    unit: str
+    help: str
+
+
+TABLE: tuple[Limit, ...] = (
+    # Posts (docs/protocol.md, "Posts").
+    Limit("max_post_bytes", 20_480, "bytes", "encoded size of one signed post"),
+    Limit("max_body_bytes", 16_384, "bytes", "UTF-8 size of the body of a post or reply"),
+    Limit("max_board_chars", 64, "code points", "length of a board name"),
+    Limit("max_board_bytes", 192, "bytes", "UTF-8 size of a board name"),
+    Limit("max_display_name_chars", 64, "code points", "length of a display name (profile body, key file name)"),
+    Limit("max_display_name_bytes", 192, "bytes", "UTF-8 size of a display name"),
+    Limit("max_future_skew_s", 300, "seconds", "how far past `now` a post may be dated"),
+    # Key files (docs/protocol.md, "Encrypted key files").
+    Limit("kdf_min_memory_kib", 8_192, "KiB", "least Argon2id memory a key file may ask for"),
+    Limit("kdf_max_memory_kib", 4_194_304, "KiB", "most Argon2id memory a key file may ask for"),
+    Limit("kdf_min_iterations", 1, "passes", "least Argon2id passes"),
+    Limit("kdf_max_iterations", 64, "passes", "most Argon2id passes"),
+    Limit("kdf_max_lanes", 16, "lanes", "most Argon2id lanes"),
+    # Reconciliation (docs/protocol.md, "Reconciliation").
+    Limit("max_reconcile_msg_bytes", 524_288, "bytes", "encoded size of one reconciliation message"),
+    Limit("max_reconcile_ranges", 4_096, "ranges", "ranges in one reconciliation message"),
+    Limit("max_idlist_ids", 1_024, "ids", "ids in one IdList range"),
+    Limit("max_bound_bytes", 233, "bytes", "length of one range bound (a full key: board, 0x00, time, id)"),
+    # Gossip HTTP API (docs/protocol.md, "HTTP API").
+    Limit("max_request_bytes", 4_194_304, "bytes", "body of one HTTP request to the gossip API"),
+    Limit("max_ids_per_request", 1_024, "ids", "post ids in one fetch or announce request"),
+    Limit("max_posts_per_batch", 512, "posts", "posts in one push or fetch response"),
+    Limit("max_boards_per_request", 256, "boards", "boards named in one request"),
+)
+
+_BY_NAME = {limit.name: limit for limit in TABLE}
+
+
+def by_name(name: str) -> int:
+    """The value of the limit called ``name``; raises KeyError for an unknown name."""
+    return _BY_NAME[name].value
+
+
+MAX_POST_BYTES = by_name("max_post_bytes")
+MAX_BODY_BYTES = by_name("max_body_bytes")
+MAX_BOARD_CHARS = by_name("max_board_chars")
+MAX_BOARD_BYTES = by_name("max_board_bytes")
+MAX_DISPLAY_NAME_CHARS = by_name("max_display_name_chars")
+MAX_DISPLAY_NAME_BYTES = by_name("max_display_name_bytes")
+MAX_FUTURE_SKEW_S = by_name("max_future_skew_s")
+KDF_MIN_MEMORY_KIB = by_name("kdf_min_memory_kib")
+KDF_MAX_MEMORY_KIB = by_name("kdf_max_memory_kib")
+KDF_MIN_ITERATIONS = by_name("kdf_min_iterations")
+KDF_MAX_ITERATIONS = by_name("kdf_max_iterations")
+KDF_MAX_LANES = by_name("kdf_max_lanes")
+MAX_RECONCILE_MSG_BYTES = by_name("max_reconcile_msg_bytes")
+MAX_RECONCILE_RANGES = by_name("max_reconcile_ranges")
+MAX_IDLIST_IDS = by_name("max_idlist_ids")
+MAX_BOUND_BYTES = by_name("max_bound_bytes")
+MAX_REQUEST_BYTES = by_name("max_request_bytes")
+MAX_IDS_PER_REQUEST = by_name("max_ids_per_request")
+MAX_POSTS_PER_BATCH = by_name("max_posts_per_batch")
+MAX_BOARDS_PER_REQUEST = by_name("max_boards_per_request")

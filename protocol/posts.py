@@ -1,0 +1,259 @@
+"""The signed record: canonical bytes, id, create, decode, verify (docs/protocol.md, "Posts").
+
+A signed post is the canonical msgpack encoding of::
+
+    [ [1, kind, board, author, created_at_ms, parent, body], signature ]
+
+* the inner array is the *unsigned body*; the post id is SHA-256 of its canonical bytes;
+* ``signature`` is Ed25519 by ``author`` over ``POST_SIGNATURE_TAG + id``.
+
+Bytes that are not exactly the canonical encoding of what they decode to are refused, so a
+post has one byte form and one id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+
+from . import limits, wire
+from .errors import (
+    BoardError,
+    BodyError,
+    FieldError,
+    FutureError,
+    LocalProtocolError,
+    NonCanonicalError,
+    RetractionError,
+    UnknownKindError,
+    VersionError,
+)
+from .identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, check_display_name, check_visible_text, verify
+
+__all__ = [
+    "POST_FORMAT_VERSION",
+    "POST_SIGNATURE_TAG",
+    "ID_BYTES",
+    "KIND_POST",
+    "KIND_REPLY",
+    "KIND_RETRACT",
+    "KIND_PROFILE",
+    "KINDS",
+    "Post",
+    "create_post",
+    "decode_post",
+    "verify_post",
+    "check_post",
+    "check_retraction",
+    "check_board",
+    "check_text_body",
+    "post_key",
+    "post_id",
+]
+
+POST_FORMAT_VERSION = 1
+POST_SIGNATURE_TAG = b"dazibao/v1/post\x00"
+ID_BYTES = 32
+
+KIND_POST = "post"
+KIND_REPLY = "reply"
+KIND_RETRACT = "retract"
+KIND_PROFILE = "profile"
+KINDS = (KIND_POST, KIND_REPLY, KIND_RETRACT, KIND_PROFILE)
+
+# The largest created_at a post may carry at all (year 2286); the future-skew rule is tighter.
+_MAX_TIME_MS = 10**13 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A decoded, shape-checked post.  ``raw`` is its canonical signed encoding."""
+
+    id: bytes
+    kind: str
+    board: str
+    author: bytes
+    created_at_ms: int
+    parent: bytes | None
+    body: str
+    signature: bytes
+    raw: bytes
+
+    @property
+    def key(self) -> bytes:
+        """The reconciliation key (board, created_at, id) as ordered bytes."""
+        return post_key(self.board, self.created_at_ms, self.id)
+
+    def __repr__(self) -> str:
+        return f"<Post {self.id.hex()[:16]} {self.kind} board={self.board!r} at={self.created_at_ms}>"
+
+
+def post_key(board: str, created_at_ms: int, post_id: bytes) -> bytes:
+    """UTF-8 board, 0x00, created_at as 8 bytes big-endian, id: sorts as (board, time, id)."""
+    return board.encode("utf-8") + b"\x00" + created_at_ms.to_bytes(8, "big") + post_id
+
+
+def post_id(unsigned_bytes: bytes) -> bytes:
+    """The 32-byte id of a post: SHA-256 of its canonical unsigned body."""
+    return hashlib.sha256(unsigned_bytes).digest()
+
+
+def check_board(board: str) -> str:
+    """Check a board name against the board-name rule; return it or raise BoardError.
+
+    1 to 64 code points and at most 192 UTF-8 bytes, NFC, no leading or trailing space, and
+    none of the characters :func:`identity.check_visible_text` refuses.
+    """
+    if type(board) is not str:
+        raise BoardError("board: expected a string")
+    if not 1 <= len(board) <= limits.MAX_BOARD_CHARS:
+        raise BoardError(f"board name must be 1 to {limits.MAX_BOARD_CHARS} characters")
+    if len(board.encode("utf-8", "surrogatepass")) > limits.MAX_BOARD_BYTES:
+        raise BoardError(f"board name is longer than {limits.MAX_BOARD_BYTES} UTF-8 bytes")
+    check_visible_text(board, "board name", error=BoardError)
+    return board
+
+
+def check_text_body(body: str) -> str:
+    """Check the body of a post or reply; return it or raise BodyError.
+
+    1 to 16384 UTF-8 bytes, not only white space, no control characters but tab and newline.
+    """
+    if type(body) is not str:
+        raise BodyError("body: expected a string")
+    try:
+        size = len(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BodyError("body is not valid Unicode text") from None
+    if size > limits.MAX_BODY_BYTES:
+        raise BodyError(f"body is {size} bytes, the limit is {limits.MAX_BODY_BYTES}")
+    if not body.strip():
+        raise BodyError("body is empty")
+    for ch in body:
+        if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
+            raise BodyError(f"body contains control character U+{ord(ch):04X}")
+    return body
+
+
+def _check_fields(kind: str, board: str, parent: bytes | None, body: str) -> None:
+    if kind not in KINDS:
+        raise UnknownKindError(f"post kind {kind!r} is not known")
+    check_board(board)
+    if kind in (KIND_POST, KIND_PROFILE):
+        if parent is not None:
+            raise FieldError(f"a {kind} has no parent")
+    elif parent is None:
+        raise FieldError(f"a {kind} must name its parent post")
+    if kind in (KIND_POST, KIND_REPLY):
+        check_text_body(body)
+    elif kind == KIND_RETRACT:
+        if body != "":
+            raise BodyError("a retraction has an empty body")
+    else:
+        check_display_name(body, "profile display name")
+
+
+def _unsigned(kind: str, board: str, author: bytes, created_at_ms: int, parent: bytes | None, body: str) -> list:
+    return [POST_FORMAT_VERSION, kind, board, author, created_at_ms, parent, body]
+
+
+def create_post(
+    key: SigningKey,
+    *,
+    kind: str,
+    board: str,
+    body: str,
+    created_at_ms: int,
+    parent: bytes | None = None,
+) -> Post:
+    """Sign a new post.
+
+    Raises the same ValidationError subclasses a receiver would (UnknownKindError,
+    BoardError, BodyError, FieldError), so a post that is created is one every node accepts.
+    Raises LocalProtocolError for a time or parent of the wrong type.
+    """
+    if type(created_at_ms) is not int or not 0 <= created_at_ms <= _MAX_TIME_MS:
+        raise LocalProtocolError("created_at_ms must be an integer number of milliseconds")
+    if parent is not None and (type(parent) is not bytes or len(parent) != ID_BYTES):
+        raise LocalProtocolError("parent must be a 32-byte post id")
+    _check_fields(kind, board, parent, body)
+    unsigned = _unsigned(kind, board, key.public_key, created_at_ms, parent, body)
+    pid = post_id(wire.pack(unsigned))
+    signature = key.sign(POST_SIGNATURE_TAG + pid)
+    raw = wire.pack([unsigned, signature])
+    if len(raw) > limits.MAX_POST_BYTES:
+        raise BodyError(f"post is {len(raw)} bytes encoded, the limit is {limits.MAX_POST_BYTES}")
+    return Post(pid, kind, board, key.public_key, created_at_ms, parent, body, signature, raw)
+
+
+def decode_post(data: bytes) -> Post:
+    """Decode and shape-check a signed post, without verifying its signature or its time.
+
+    Raises TooLargeError, MalformedError, NonCanonicalError, FieldError, VersionError,
+    UnknownKindError, BoardError or BodyError -- all RemoteProtocolError subclasses.
+    """
+    value = wire.unpack(data, max_bytes=limits.MAX_POST_BYTES, what="post")
+    outer = wire.expect_list(value, 2, "post")
+    unsigned = outer[0]
+    if type(unsigned) is not list or not unsigned:
+        raise FieldError("post: the unsigned body must be a non-empty array")
+    version = unsigned[0]
+    if type(version) is not int:
+        raise FieldError("post: format version must be an integer")
+    if version != POST_FORMAT_VERSION:
+        raise VersionError(f"post format version {version} is not supported")
+    wire.expect_list(unsigned, 7, "post body")
+    _, kind, board, author, created_at_ms, parent, body = unsigned
+    wire.expect_str(kind, "post kind")
+    wire.expect_str(board, "board")
+    wire.expect_bytes(author, "author", length=PUBLIC_KEY_BYTES)
+    wire.expect_int(created_at_ms, "created_at", hi=_MAX_TIME_MS)
+    if parent is not None:
+        wire.expect_bytes(parent, "parent", length=ID_BYTES)
+    wire.expect_str(body, "body")
+    signature = wire.expect_bytes(outer[1], "signature", length=SIGNATURE_BYTES)
+    raw = bytes(data)
+    # Canonical form (docs/protocol.md, "Canonical encoding"): re-encode and compare.  Every
+    # value here has been type-checked, so pack() cannot fail.
+    if wire.pack(value) != raw:
+        raise NonCanonicalError("post: bytes are not the canonical encoding")
+    _check_fields(kind, board, parent, body)
+    # The outer array header is one byte and the signature is bin8 (2 + 64 bytes), so the
+    # canonical unsigned body is exactly the bytes between them.
+    pid = post_id(raw[1:-(2 + SIGNATURE_BYTES)])
+    return Post(pid, kind, board, author, created_at_ms, parent, body, signature, raw)
+
+
+def verify_post(post: Post) -> None:
+    """Raise SignatureError unless ``post.signature`` is the author's signature of its id."""
+    verify(post.author, POST_SIGNATURE_TAG + post.id, post.signature)
+
+
+def check_post(data: bytes, now: float) -> Post:
+    """The whole acceptance check for bytes from outside: decode, time window, signature.
+
+    ``now`` is the receiver's clock in seconds since the Unix epoch.  Raises any
+    RemoteProtocolError of :func:`decode_post`, FutureError or SignatureError.
+    """
+    post = decode_post(data)
+    limit_ms = int(now * 1000) + limits.MAX_FUTURE_SKEW_S * 1000
+    if post.created_at_ms > limit_ms:
+        raise FutureError(
+            f"post is dated {(post.created_at_ms - int(now * 1000)) // 1000} s in the future; "
+            f"the limit is {limits.MAX_FUTURE_SKEW_S} s"
+        )
+    verify_post(post)
+    return post
+
+
+def check_retraction(retraction: Post, target: Post) -> None:
+    """Raise RetractionError unless ``retraction`` may retract ``target``.
+
+    A retraction is valid only for a post by the same author (docs/protocol.md, "Retraction").
+    Raises LocalProtocolError if ``retraction`` is not a retraction of ``target`` at all.
+    """
+    if retraction.kind != KIND_RETRACT or retraction.parent != target.id:
+        raise LocalProtocolError("check_retraction needs a retraction and the post it names")
+    if retraction.author != target.author:
+        raise RetractionError("a retraction may only name a post by the same author")
