@@ -32,9 +32,9 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_future_skew_s", 300, "seconds", "how far past `now` a post may be dated"),
     # Key files (docs/protocol.md, "Encrypted key files").
     Limit("kdf_min_memory_kib", 8_192, "KiB", "least Argon2id memory a key file may ask for"),
-    Limit("kdf_max_memory_kib", 4_194_304, "KiB", "most Argon2id memory a key file may ask for"),
+    Limit("kdf_max_memory_kib", 1_048_576, "KiB", "most Argon2id memory a key file may ask for"),
     Limit("kdf_min_iterations", 1, "passes", "least Argon2id passes"),
-    Limit("kdf_max_iterations", 64, "passes", "most Argon2id passes"),
+    Limit("kdf_max_iterations", 16, "passes", "most Argon2id passes"),
     Limit("kdf_max_lanes", 16, "lanes", "most Argon2id lanes"),
     # Reconciliation (docs/protocol.md, "Reconciliation").
     Limit("max_reconcile_msg_bytes", 524_288, "bytes", "encoded size of one reconciliation message"),

@@ -36,8 +36,12 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
-def unpack(data: bytes, *, max_bytes: int, what: str = "message") -> Any:
+def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = False) -> Any:
     """Decode one msgpack value that must fill ``data`` exactly.
+
+    With ``typed=True`` the caller promises to check the type of every value it uses (so that
+    floats, timestamps and non-string map keys are refused there); the generic walk that
+    refuses them is then skipped.
 
     Raises TooLargeError when ``data`` is longer than ``max_bytes`` and MalformedError for
     anything that is not exactly one well-formed msgpack value of the allowed types.
@@ -62,7 +66,8 @@ def unpack(data: bytes, *, max_bytes: int, what: str = "message") -> Any:
         # ValueError covers truncated input, bad UTF-8, too-deep nesting, non-string map keys
         # and the length caps.  Nothing else is expected from unpackb.
         raise MalformedError(f"{what}: not well-formed msgpack ({type(exc).__name__})") from None
-    _reject_floats(value, what)
+    if not typed:
+        _reject_floats(value, what)
     return value
 
 
@@ -73,10 +78,16 @@ def _reject_floats(value: Any, what: str) -> None:
         item = stack.pop()
         if isinstance(item, float):
             raise FieldError(f"{what}: floating-point numbers are not allowed")
+        if isinstance(item, msgpack.Timestamp):
+            # msgpack decodes extension type -1 (timestamp) itself without calling ext_hook,
+            # so the "no extension types" rule has to be enforced here as well.
+            raise MalformedError(f"{what}: msgpack extension type -1 is not allowed")
         if isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
-            stack.extend(item.keys())
+            # strict_map_key lets bytes keys through; the data model allows only strings.
+            if any(type(key) is not str for key in item):
+                raise MalformedError(f"{what}: map keys must be strings")
             stack.extend(item.values())
 
 
