@@ -29,6 +29,7 @@ __all__ = [
     "SignatureError",
     "FutureError",
     "RetractionError",
+    "RetractionBoardError",
     "KeyFileError",
     "KeyFileFormatError",
     "KeyFileTruncatedError",
@@ -146,6 +147,12 @@ class RetractionError(ValidationError):
     """A retraction names a post by another author."""
 
     code = "retract_not_author"
+
+
+class RetractionBoardError(RetractionError):
+    """A retraction is not on the board of the post it names."""
+
+    code = "retract_wrong_board"
 
 
 # --- encrypted key files --------------------------------------------------------------------

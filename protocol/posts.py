@@ -26,6 +26,7 @@ from .errors import (
     FutureError,
     LocalProtocolError,
     NonCanonicalError,
+    RetractionBoardError,
     RetractionError,
     UnknownKindError,
     VersionError,
@@ -269,10 +270,15 @@ def check_post(data: bytes, now: float) -> Post:
 def check_retraction(retraction: Post, target: Post) -> None:
     """Raise RetractionError unless ``retraction`` may retract ``target``.
 
-    A retraction is valid only for a post by the same author (docs/protocol.md, "Retraction").
+    A retraction is valid only for a post by the same author, on the same board
+    (docs/protocol.md, "Retraction"): RetractionError for another author,
+    RetractionBoardError for another board.
     Raises LocalProtocolError if ``retraction`` is not a retraction of ``target`` at all.
     """
     if retraction.kind != KIND_RETRACT or retraction.parent != target.id:
         raise LocalProtocolError("check_retraction needs a retraction and the post it names")
     if retraction.author != target.author:
         raise RetractionError("a retraction may only name a post by the same author")
+    if retraction.board != target.board:
+        # A node carrying only the target's board must see the retraction too.
+        raise RetractionBoardError("a retraction must be on the board of the post it names")

@@ -15,7 +15,6 @@ import pytest
 from dazibao.protocol import errors, identity, limits, posts, wire
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-LEAD_LINE = "This section is written together with the node (see docs/reconciliation.md for the draft)."
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +108,6 @@ def test_domain_separation_tags_match_the_code(doc: str) -> None:
     assert f"`{posts.POST_SIGNATURE_TAG.hex()}`" in text
     assert f"`{identity.FINGERPRINT_TAG.hex()}`" in text
     assert identity.FINGERPRINT_TAG.hex() in section(doc, "Identities")
-
-
-def test_sections_left_to_the_lead_hold_only_their_line(doc: str) -> None:
-    for heading in ("Reconciliation", "Gossip HTTP API"):
-        assert section(doc, heading).strip() == LEAD_LINE
 
 
 # --- worked examples -------------------------------------------------------------------------

@@ -721,6 +721,7 @@ def test_error_codes_are_stable_and_documented():
     assert set(errors.ERROR_CODES) == {
         "invalid", "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large",
         "unknown_kind", "bad_board", "bad_body", "bad_signature", "future", "retract_not_author",
+        "retract_wrong_board",
         "keyfile", "keyfile_format", "keyfile_truncated", "keyfile_corrupt", "keyfile_params",
         "wrong_passphrase",
     }
@@ -729,3 +730,16 @@ def test_error_codes_are_stable_and_documented():
     assert err.message == "board name must be 1 to 64 characters"
     assert str(FutureError()).startswith("future: ")
     assert not issubclass(LocalProtocolError, RemoteProtocolError)
+
+
+def test_retraction_must_be_on_its_targets_board():
+    key = SigningKey(bytes([41]) * 32)
+    target = posts.create_post(key, kind="post", board="labor", body="x", created_at_ms=1_700_000_000_000)
+    elsewhere = posts.create_post(key, kind="retract", board="other", body="", created_at_ms=1_700_000_000_001,
+                                  parent=target.id)
+    with pytest.raises(errors.RetractionBoardError) as info:
+        posts.check_retraction(elsewhere, target)
+    assert info.value.code == "retract_wrong_board"
+    same = posts.create_post(key, kind="retract", board="labor", body="", created_at_ms=1_700_000_000_001,
+                             parent=target.id)
+    posts.check_retraction(same, target)

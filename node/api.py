@@ -1,0 +1,128 @@
+"""The gossip HTTP API (docs/protocol.md, "Gossip HTTP API").
+
+``GET /v1/info`` answers JSON; the other endpoints take and return canonical msgpack over
+POST.  Every request body is bounded (max_request_bytes); bad input is answered with one JSON
+error shape ``{"error": {"code": ..., "message": ...}}`` and an HTTP status, is counted, and
+writes nothing.  The member web UI is never served here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from dazibao.protocol import limits, messages, reconcile
+from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
+
+from . import __version__
+from .service import NodeCore
+from .store import Store
+
+__all__ = ["make_gossip_app", "CORE", "MSGPACK", "error_response"]
+
+log = logging.getLogger("dazibao.api")
+
+CORE = web.AppKey("core", NodeCore)
+MSGPACK = "application/x-msgpack"
+PROTOCOL_VERSION = 1
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one JSON error shape of the gossip API."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    core = request.app[CORE]
+    try:
+        return await handler(request)
+    except RemoteProtocolError as exc:
+        core.counters.rejected[exc.code] += 1
+        log.info("refused %s from %s: %s", request.path, request.remote, exc)
+        status = 413 if isinstance(exc, TooLargeError) else 400
+        return error_response(status, exc.code, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        core.counters.rejected["too_large"] += 1
+        return error_response(413, "too_large", f"request body exceeds {limits.MAX_REQUEST_BYTES} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > limits.MAX_REQUEST_BYTES:
+        raise TooLargeError(f"request body exceeds {limits.MAX_REQUEST_BYTES} bytes")
+    return await request.read()
+
+
+def _msgpack(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type=MSGPACK)
+
+
+async def info(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    await core.refresh()
+    boards = await core.db.call(Store.boards)
+    return web.json_response({
+        "protocol": PROTOCOL_VERSION,
+        "software": f"dazibao/{__version__}",
+        "all_boards": not core.config.boards,
+        "boards": sorted(core.config.boards) if core.config.boards else sorted(b.board for b in boards),
+        "posts": len(core.index),
+        "limits": {limit.name: limit.value for limit in limits.TABLE},
+    })
+
+
+async def reconcile_round(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    body = await _body(request)
+    await core.refresh()
+    reply = reconcile.respond(core.index, body)
+    return _msgpack(reply)
+
+
+async def fetch(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    wanted = messages.decode_ids(await _body(request), "fetch request")
+    raws = await core.db.call(Store.get_raw, list(wanted.ids))
+    # Stay within one batch and one request size; the asker fetches the rest again.
+    out, size = [], 16
+    for raw in raws[: limits.MAX_POSTS_PER_BATCH]:
+        if size + len(raw) + 8 > limits.MAX_REQUEST_BYTES:
+            break
+        out.append(raw)
+        size += len(raw) + 8
+    return _msgpack(messages.encode_posts(out))
+
+
+async def push(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    batch = messages.decode_posts(await _body(request), "push")
+    report = await core.ingest_raw(batch.posts, source=request.remote or "peer")
+    return _msgpack(messages.encode_push_result(report.as_push_result()))
+
+
+async def announce(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    offered = messages.decode_ids(await _body(request), "announce")
+    ids = list(offered.ids)
+    have = await core.db.call(Store.has, ids)
+    gone = await core.db.call(Store.tombstoned, ids)
+    wanted = [i for i in dict.fromkeys(ids) if i not in have and i not in gone]
+    return _msgpack(messages.encode_ids(wanted))
+
+
+def make_gossip_app(core: NodeCore) -> web.Application:
+    """The aiohttp application of the gossip listener."""
+    app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES, middlewares=[errors_middleware])
+    app[CORE] = core
+    app.router.add_get("/v1/info", info)
+    app.router.add_post("/v1/reconcile", reconcile_round)
+    app.router.add_post("/v1/fetch", fetch)
+    app.router.add_post("/v1/posts", push)
+    app.router.add_post("/v1/announce", announce)
+    return app

@@ -1,0 +1,484 @@
+"""The `dazibao` command line (docs/running.md).
+
+Every command takes ``--data-dir DIR`` (or ``DAZIBAO_DATA_DIR``; default: the user's data
+folder).  Passphrases come from ``DAZIBAO_PASSPHRASE``, ``--passphrase-file F`` or a prompt,
+and are never echoed or written down.  Errors print one line to stderr and exit non-zero;
+listing commands take ``--json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from dazibao.protocol import identity, posts
+from dazibao.protocol.errors import DazibaoError, RemoteProtocolError
+
+from . import __version__
+from .config import ConfigError, Config, DataDir, default_data_dir, load_config, normalize_peer_url
+from .keys import KeyStore, KeyStoreError
+from .store import Store, StoreError
+
+MIN_PASSPHRASE_CHARS = 8
+
+
+class UserError(click.ClickException):
+    """One clear line on stderr, exit status 1."""
+
+    def show(self, file=None) -> None:  # noqa: D102 - click's hook
+        click.echo(f"dazibao: error: {self.message}", err=True)
+
+
+def _fail(message: str) -> UserError:
+    return UserError(message)
+
+
+class Context:
+    def __init__(self, data_dir: Path) -> None:
+        self.data = DataDir(data_dir)
+
+    def config(self, **overrides) -> Config:
+        try:
+            return load_config(self.data, overrides)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+
+    def require_init(self) -> None:
+        if not self.data.exists():
+            raise _fail(f"no dazibao data folder at {self.data.root}: run `dazibao init` first")
+
+    def store(self) -> Store:
+        self.require_init()
+        try:
+            return Store(str(self.data.database))
+        except StoreError as exc:
+            raise _fail(str(exc)) from None
+
+    def keys(self) -> KeyStore:
+        return KeyStore(self.data.keys)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def read_passphrase(passphrase_file: str | None, *, confirm: bool) -> str:
+    """DAZIBAO_PASSPHRASE, else --passphrase-file, else a hidden prompt on a terminal."""
+    env = os.environ.get("DAZIBAO_PASSPHRASE")
+    if env:
+        return env
+    if passphrase_file:
+        try:
+            text = Path(passphrase_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read passphrase file: {exc.strerror or exc}") from None
+        return text.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise _fail("a passphrase is needed: set DAZIBAO_PASSPHRASE or use --passphrase-file")
+    return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+def _new_passphrase(passphrase_file: str | None) -> str:
+    secret = read_passphrase(passphrase_file, confirm=True)
+    if len(secret) < MIN_PASSPHRASE_CHARS:
+        raise _fail(f"the passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")
+    return secret
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _emit_json(value) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+passphrase_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False), default=None,
+    help="Read the passphrase from this file (first line) instead of prompting.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DAZIBAO_DATA_DIR",
+              default=None, help="Data folder of the node [env DAZIBAO_DATA_DIR; default: the user's data folder].")
+@click.version_option(__version__, prog_name="dazibao")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """dazibao: a federated wall of signed, pseudonymous posts.
+
+    \b
+    Start here:
+      dazibao init --name 小明        create the data folder and a first pseudonym
+      dazibao run                     start the node (gossip API; member web UI)
+      dazibao post --board labor "hello"
+      dazibao sync http://organizer.example:7470
+    """
+    ctx.obj = Context(data_dir or default_data_dir())
+
+
+@cli.command()
+@click.option("--name", default="member", show_default=True, help="Name of the first pseudonym.")
+@passphrase_option
+@pass_ctx
+def init(ctx: Context, name: str, passphrase_file: str | None) -> None:
+    """Create the data folder, its config file and a first pseudonym."""
+    created = ctx.data.create()
+    click.echo(("created" if created else "using") + f" data folder {ctx.data.root}")
+    Store(str(ctx.data.database)).close()
+    keys = ctx.keys()
+    if keys.list():
+        click.echo("pseudonyms already exist: see `dazibao id list`")
+        return
+    try:
+        p = keys.create(name, _new_passphrase(passphrase_file))
+    except KeyStoreError as exc:
+        raise _fail(str(exc)) from None
+    click.echo(f"pseudonym {p.name}  {p.fingerprint}")
+
+
+@cli.command()
+@click.option("--gossip-listen", metavar="HOST:PORT", help="Gossip API listener [config gossip_listen].")
+@click.option("--ui-listen", metavar="HOST:PORT", help="Member web UI listener [config ui_listen].")
+@click.option("--peer", "peers", multiple=True, metavar="URL", help="A peer to sync with (repeatable).")
+@pass_ctx
+def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: tuple[str, ...]) -> None:
+    """Start the node: gossip API and member web UI, until Ctrl-C."""
+    from .server import run_node
+
+    if ctx.data.create():
+        click.echo(f"created data folder {ctx.data.root}")
+    config = ctx.config(gossip_listen=gossip_listen, ui_listen=ui_listen)
+    if peers:
+        try:
+            extra = tuple(normalize_peer_url(p) for p in peers)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        from dataclasses import replace
+
+        config = replace(config, peers=tuple(dict.fromkeys(config.peers + extra)))
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        asyncio.run(run_node(ctx.data, config))
+    except OSError as exc:
+        raise _fail(f"cannot start the node: {exc.strerror or exc}") from None
+
+
+@cli.group("id")
+def id_group() -> None:
+    """Manage pseudonyms (each one a key pair; keys never leave this machine unencrypted)."""
+
+
+@id_group.command("new")
+@click.argument("name")
+@passphrase_option
+@pass_ctx
+def id_new(ctx: Context, name: str, passphrase_file: str | None) -> None:
+    """Create a pseudonym called NAME."""
+    ctx.require_init()
+    try:
+        p = ctx.keys().create(name, _new_passphrase(passphrase_file))
+    except KeyStoreError as exc:
+        raise _fail(str(exc)) from None
+    click.echo(f"pseudonym {p.name}  {p.fingerprint}")
+
+
+@id_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def id_list(ctx: Context, as_json: bool) -> None:
+    """List pseudonyms with their fingerprints."""
+    ctx.require_init()
+    items = ctx.keys().list()
+    for path, reason in ctx.keys().damaged():
+        click.echo(f"dazibao: warning: key file {path.name} cannot be read: {reason}", err=True)
+    if as_json:
+        _emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key.hex()} for p in items])
+        return
+    for p in items:
+        click.echo(f"{p.fingerprint}  {p.name}")
+
+
+@id_group.command("export")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the encrypted key file.")
+@pass_ctx
+def id_export(ctx: Context, name: str, output: Path) -> None:
+    """Write NAME's encrypted key file to a file (mode 0600)."""
+    ctx.require_init()
+    try:
+        p = ctx.keys().export(name, output)
+    except KeyStoreError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"exported {p.name} ({p.fingerprint}) to {output}")
+
+
+@cli.command()
+@click.option("--board", help="Board to post to (a reply defaults to its parent's board).")
+@click.option("--as", "as_name", metavar="NAME", help="Pseudonym to sign with (needed if you have several).")
+@click.option("--reply-to", metavar="ID", help="Id (hex) of the post this replies to.")
+@passphrase_option
+@click.argument("text")
+@pass_ctx
+def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | None,
+         passphrase_file: str | None, text: str) -> None:
+    """Sign and store a post.  TEXT of - reads the text from standard input.
+
+    A node running on the same data folder gossips it without a restart.
+    """
+    if text == "-":
+        text = sys.stdin.read()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    store = ctx.store()
+    try:
+        parent = None
+        if reply_to:
+            try:
+                parent = bytes.fromhex(reply_to)
+            except ValueError:
+                raise _fail("--reply-to takes a post id in hex") from None
+            if len(parent) != posts.ID_BYTES:
+                raise _fail("--reply-to takes a full 64-character post id")
+            row = store.get(parent)
+            if row is not None:
+                if board is not None and board != row.board:
+                    raise _fail(f"the post replied to is on board {row.board!r}, not {board!r}")
+                board = row.board
+        if board is None:
+            raise _fail("--board is required" + (" (the post replied to is not known here)" if parent else ""))
+        try:
+            posts.check_board(board)
+            posts.check_text_body(text)
+        except RemoteProtocolError as exc:
+            raise _fail(exc.message) from None
+        keys = ctx.keys()
+        try:
+            pseudonym = keys.find(as_name)
+            _, key = keys.unlock(pseudonym.name, read_passphrase(passphrase_file, confirm=False))
+        except KeyStoreError as exc:
+            raise _fail(str(exc)) from None
+        new = posts.create_post(
+            key, kind=posts.KIND_REPLY if parent else posts.KIND_POST, board=board, body=text,
+            created_at_ms=int(time.time() * 1000), parent=parent,
+        )
+        result = store.ingest([new], source="local", now_ms=int(time.time() * 1000))
+        if result.rejected:
+            raise _fail(f"not stored: {result.rejected[0][1]}")
+    finally:
+        store.close()
+    click.echo(new.id.hex())
+
+
+@cli.command()
+@click.argument("post_id", metavar="ID")
+@passphrase_option
+@pass_ctx
+def retract(ctx: Context, post_id: str, passphrase_file: str | None) -> None:
+    """Retract one of your own posts: its content is removed here and, by gossip, everywhere.
+
+    The post's id is remembered so that no peer can bring it back.
+    """
+    try:
+        target_id = bytes.fromhex(post_id)
+    except ValueError:
+        raise _fail("ID must be a post id in hex") from None
+    store = ctx.store()
+    try:
+        row = store.get(target_id) if len(target_id) == posts.ID_BYTES else None
+        if row is None:
+            raise _fail(f"no post {post_id} here")
+        mine = [p for p in ctx.keys().list() if p.public_key == row.author]
+        if not mine:
+            raise _fail("that post was not written by any of your pseudonyms")
+        try:
+            _, key = ctx.keys().unlock(mine[0].name, read_passphrase(passphrase_file, confirm=False))
+        except KeyStoreError as exc:
+            raise _fail(str(exc)) from None
+        now_ms = int(time.time() * 1000)
+        retraction = posts.create_post(key, kind=posts.KIND_RETRACT, board=row.board, body="",
+                                       created_at_ms=max(now_ms, row.created_at_ms), parent=target_id)
+        result = store.ingest([retraction], source="local", now_ms=now_ms)
+        if result.rejected:
+            raise _fail(f"not stored: {result.rejected[0][1]}")
+    finally:
+        store.close()
+    click.echo(f"retracted {post_id} ({retraction.id.hex()})")
+
+
+@cli.command("posts")
+@click.option("--board", help="Only this board.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def posts_cmd(ctx: Context, board: str | None, limit: int, as_json: bool) -> None:
+    """List stored posts, newest first."""
+    store = ctx.store()
+    try:
+        rows = store.list_posts(board=board, limit=limit)
+    finally:
+        store.close()
+    if as_json:
+        _emit_json([
+            {"id": r.id.hex(), "board": r.board, "kind": r.kind, "author": r.author.hex(),
+             "fingerprint": identity.fingerprint(r.author), "created_at_ms": r.created_at_ms,
+             "parent": r.parent.hex() if r.parent else None, "body": r.body}
+            for r in rows
+        ])
+        return
+    for r in rows:
+        first = r.body.split("\n", 1)[0]
+        first = first if len(first) <= 72 else first[:71] + "…"
+        click.echo(f"{_when(r.created_at_ms)}  {r.board}  {r.id.hex()[:12]}  {identity.fingerprint(r.author)}  {first}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def boards(ctx: Context, as_json: bool) -> None:
+    """Boards this node carries, with post counts."""
+    store = ctx.store()
+    try:
+        infos = store.boards()
+    finally:
+        store.close()
+    if as_json:
+        _emit_json([{"board": b.board, "posts": b.posts, "last_at_ms": b.last_at_ms} for b in infos])
+        return
+    for b in infos:
+        click.echo(f"{b.posts:8d}  {_when(b.last_at_ms) if b.last_at_ms else '-':20s}  {b.board}")
+
+
+@cli.group()
+def peers() -> None:
+    """Manage known peers."""
+
+
+@peers.command("add")
+@click.argument("url")
+@pass_ctx
+def peers_add(ctx: Context, url: str) -> None:
+    """Add a peer by its gossip URL (http://host:port)."""
+    try:
+        url = normalize_peer_url(url)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    store = ctx.store()
+    try:
+        store.add_peer(url, "cli", int(time.time() * 1000))
+    finally:
+        store.close()
+    click.echo(f"peer {url}")
+
+
+@peers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def peers_list(ctx: Context, as_json: bool) -> None:
+    """List known peers and their health."""
+    store = ctx.store()
+    try:
+        rows = store.list_peers()
+    finally:
+        store.close()
+    if as_json:
+        _emit_json([
+            {"url": r.url, "source": r.source, "last_ok_at_ms": r.last_ok_at_ms, "failures": r.failures,
+             "last_error": r.last_error, "posts_received": r.posts_received, "posts_rejected": r.posts_rejected}
+            for r in rows
+        ])
+        return
+    for r in rows:
+        ok = _when(r.last_ok_at_ms) if r.last_ok_at_ms else "never"
+        state = f"failing x{r.failures}: {r.last_error}" if r.failures else "ok"
+        click.echo(f"{r.url}  last sync {ok}  {state}")
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--board", "boards_", multiple=True, help="Only these boards (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> None:
+    """Reconcile once with the peer at URL, both directions, and print what moved."""
+    from .sync import PeerError
+
+    ctx.require_init()
+    try:
+        url = normalize_peer_url(url)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    config = ctx.config()
+    try:
+        report = asyncio.run(_sync(ctx.data, config, url, list(boards_), show_progress=not as_json))
+    except PeerError as exc:
+        raise _fail(f"sync failed: {exc}") from None
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    click.echo(
+        f"synced with {report.peer}: boards {', '.join(report.boards) or '(none in common)'}; "
+        f"{report.rounds} rounds, {report.reconcile_bytes_sent + report.reconcile_bytes_received} bytes "
+        f"of reconciliation; received {report.received}, sent {report.sent}, "
+        f"rejected {len(report.rejected)}"
+    )
+    for pid, code in report.rejected[:20]:
+        click.echo(f"  rejected {pid[:16] or '?'}: {code}")
+
+
+async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, show_progress: bool):
+    import aiohttp
+    from tqdm import tqdm
+
+    from .service import NodeCore
+    from .sync import PeerClient, sync_with
+
+    core = NodeCore(data, config)
+    bars: dict[str, tqdm] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if not show_progress or not sys.stderr.isatty():
+            return
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total, desc=phase, unit="post", file=sys.stderr, leave=False)
+        bar.n = done
+        bar.refresh()
+
+    await core.open()
+    try:
+        async with aiohttp.ClientSession() as session:
+            report = await sync_with(core, PeerClient(session, url), boards=boards or None, progress=progress)
+        known = {row.url for row in await core.db.call(Store.list_peers)}
+        if url in known:
+            await core.db.call(Store.record_peer_success, url, core.now_ms(), report.received, len(report.rejected))
+        return report
+    finally:
+        for bar in bars.values():
+            bar.close()
+        await core.close()
+
+
+def main() -> None:
+    """Entry point of the `dazibao` command."""
+    try:
+        cli(standalone_mode=True)
+    except (DazibaoError, StoreError, KeyStoreError, ConfigError) as exc:  # a last net: one line, no trace
+        click.echo(f"dazibao: error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Node settings: one table of (name, default, help), a TOML file in the data folder, and the
+order in which they override each other: defaults < config.toml < DAZIBAO_* environment <
+command-line flags.  docs/running.md lists the same settings; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from dazibao.protocol.posts import check_board
+from dazibao.protocol.errors import BoardError
+
+__all__ = [
+    "ConfigError",
+    "Setting",
+    "SETTINGS",
+    "Config",
+    "DataDir",
+    "default_data_dir",
+    "load_config",
+    "parse_listen",
+    "normalize_peer_url",
+    "CONFIG_TEMPLATE",
+]
+
+
+class ConfigError(Exception):
+    """A setting, flag or data folder is not usable.  The message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("gossip_listen", "127.0.0.1:7470",
+            "host:port of the gossip API. Use 0.0.0.0:7470 on an organizer node that peers reach."),
+    Setting("ui_listen", "127.0.0.1:7471",
+            "host:port of the member web UI. Keep it on 127.0.0.1: it is for this machine only."),
+    Setting("peers", [], "gossip URLs of peers to sync with, besides those added with `dazibao peers add`."),
+    Setting("boards", [], "boards this node carries; empty means every board."),
+    Setting("sync_interval_s", 30, "mean seconds between two anti-entropy syncs with a random peer (jittered)."),
+    Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
+    Setting("log_level", "info", "one of debug, info, warning, error."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+CONFIG_TEMPLATE = """\
+# dazibao node settings.  Every setting is optional; the value shown is the default.
+# Environment variables DAZIBAO_<NAME> and command-line flags override this file.
+# See docs/running.md for what each one does.
+
+{body}
+"""
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def config_template() -> str:
+    """The commented config.toml written by `dazibao init`."""
+    body = "\n".join(f"# {s.help}\n# {s.name} = {_toml_value(s.default)}\n" for s in SETTINGS)
+    return CONFIG_TEMPLATE.format(body=body.rstrip() + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gossip_listen: str = "127.0.0.1:7470"
+    ui_listen: str = "127.0.0.1:7471"
+    peers: tuple[str, ...] = ()
+    boards: tuple[str, ...] = ()
+    sync_interval_s: int = 30
+    push_fanout: int = 3
+    log_level: str = "info"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def carries(self, board: str) -> bool:
+        """Whether this node keeps posts of ``board``."""
+        return not self.boards or board in self.boards
+
+
+def default_data_dir() -> Path:
+    """The user's data folder for dazibao (e.g. ~/.local/share/dazibao on Linux)."""
+    return Path(platformdirs.user_data_dir("dazibao", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class DataDir:
+    """The layout of a node's data folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "dazibao.db"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def node_info(self) -> Path:
+        """Written by a running node: its pid and listening URLs (removed when it stops)."""
+        return self.root / "node.json"
+
+    def exists(self) -> bool:
+        return self.config.is_file()
+
+    def create(self) -> bool:
+        """Create the folder (mode 0700) and a commented config file.  True if it was new."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.keys.mkdir(mode=0o700, exist_ok=True)
+        if self.config.exists():
+            return False
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(config_template())
+        return True
+
+
+def parse_listen(value: str, what: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6).  Raises ConfigError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"{what}: port {port!r} is not a number") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"{what}: port {number} is out of range")
+    return host, number
+
+
+def normalize_peer_url(url: str) -> str:
+    """Check and normalize a peer's gossip URL to ``scheme://host:port``.  Raises ConfigError.
+
+    Only http and https, a host, an optional port and no path, query, user name or fragment are
+    accepted: a peer URL is copied around between nodes and must not carry anything else.
+    """
+    if not isinstance(url, str) or len(url) > 512:
+        raise ConfigError("peer URL must be a string of at most 512 characters")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"peer URL {url!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"peer URL {url!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(f"peer URL {url!r} has no host")
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ConfigError(f"peer URL {url!r} must be only scheme://host[:port]")
+    host = parts.hostname
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass
+    port = port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    default = _BY_NAME[name].default
+    where = f"{name} (from {source})"
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if isinstance(default, int):
+        try:
+            number = int(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or number < 0:
+            raise ConfigError(f"{where}: expected a whole number >= 0")
+        return number
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+def _validate(cfg: Config) -> Config:
+    parse_listen(cfg.gossip_listen, "gossip_listen")
+    parse_listen(cfg.ui_listen, "ui_listen")
+    peers = tuple(normalize_peer_url(p) for p in cfg.peers)
+    for board in cfg.boards:
+        try:
+            check_board(board)
+        except BoardError as exc:
+            raise ConfigError(f"boards: {exc.message}") from None
+    if cfg.sync_interval_s < 1:
+        raise ConfigError("sync_interval_s must be at least 1")
+    if cfg.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level must be one of debug, info, warning, error")
+    return replace(cfg, peers=peers)
+
+
+def load_config(data: DataDir, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read config.toml (if any), then DAZIBAO_* variables, then ``overrides`` (flags).
+
+    Raises ConfigError naming the setting and where it came from.
+    """
+    values: dict[str, Any] = {}
+    if data.config.is_file():
+        try:
+            raw = tomllib.loads(data.config.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{data.config}: not valid TOML: {exc}") from None
+        for name, value in raw.items():
+            if name not in _BY_NAME:
+                raise ConfigError(f"{data.config}: unknown setting {name!r}")
+            values[name] = _coerce(name, value, "config.toml")
+    env = os.environ if environ is None else environ
+    for setting in SETTINGS:
+        key = "DAZIBAO_" + setting.name.upper()
+        if key in env:
+            values[setting.name] = _coerce(setting.name, env[key], key)
+    for name, value in (overrides or {}).items():
+        if value is None or value == ():
+            continue
+        values[name] = _coerce(name, value, "command line")
+    known = {f.name for f in fields(Config)}
+    return _validate(Config(**{k: v for k, v in values.items() if k in known}))

@@ -1,0 +1,217 @@
+"""The node's core shared by the server and the command line: the store (on its one writer
+thread), the in-memory reconciliation index, and the ingest pipeline that checks posts from
+outside before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dazibao.protocol import posts
+from dazibao.protocol.errors import RemoteProtocolError
+from dazibao.protocol.keyindex import KeyIndex
+from dazibao.protocol.messages import PushResult
+
+from .config import Config, DataDir
+from .store import IngestResult, Store
+
+__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch"]
+
+log = logging.getLogger("dazibao.node")
+T = TypeVar("T")
+
+
+class StoreThread:
+    """Runs every store call on one dedicated thread: SQLite's one writer, off the event loop."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dazibao-store")
+        self._store: Store | None = None
+
+    async def open(self) -> None:
+        self._store = await self._run(Store, self._path)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(store, *args, **kwargs)`` on the store thread."""
+        if self._store is None:
+            raise RuntimeError("store is not open")
+        return await self._run(fn, self._store, *args, **kwargs)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._run(self._store.close)
+            self._store = None
+        self._pool.shutdown(wait=True)
+
+
+def check_batch(raws: Sequence[bytes], now: float) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
+    """Check raw posts from outside: the valid ones, and (id or None, code) for the others."""
+    good: list[posts.Post] = []
+    bad: list[tuple[bytes | None, str]] = []
+    for raw in raws:
+        try:
+            good.append(posts.check_post(raw, now))
+        except RemoteProtocolError as exc:
+            bad.append((_id_of(raw), exc.code))
+    return good, bad
+
+
+def _id_of(raw: bytes) -> bytes | None:
+    """The id a malformed post claims, when it can be told; None when not."""
+    try:
+        return posts.decode_post(raw).id
+    except RemoteProtocolError:
+        return None
+
+
+@dataclass
+class IngestReport:
+    accepted: list[posts.Post]
+    duplicates: int
+    rejected: list[tuple[bytes | None, str]]
+
+    def as_push_result(self) -> PushResult:
+        return PushResult(len(self.accepted), self.duplicates, tuple(self.rejected))
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    rejected: collections.Counter = field(default_factory=collections.Counter)
+
+
+class NodeCore:
+    """What one node knows, and the one way posts from outside get into it."""
+
+    def __init__(self, data: DataDir, config: Config, *, clock: Callable[[], float] = time.time,
+                 verify_threads: int = 2) -> None:
+        self.data = data
+        self.config = config
+        self.clock = clock
+        self.db = StoreThread(str(data.database))
+        self.index = KeyIndex()
+        self.counters = Counters()
+        self._verify_pool = ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="dazibao-verify")
+        self._verify_threads = verify_threads
+        self._post_seq = 0
+        self._tomb_seq = 0
+        self._data_version: int | None = None
+        #: Called with the newly stored posts (from peers, imports or another process).
+        self.on_new_posts: list[Callable[[list[posts.Post], str | None], None]] = []
+
+    async def open(self) -> None:
+        """Open the store and build the reconciliation index from it."""
+        await self.db.open()
+        keys, self._post_seq, self._tomb_seq = await self.db.call(_load_keys, self.config.boards)
+        self.index = KeyIndex(keys)
+        log.info("store open: %d posts", len(self.index))
+
+    async def close(self) -> None:
+        await self.db.close()
+        self._verify_pool.shutdown(wait=True)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def verify(self, raws: Sequence[bytes]) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
+        """Check raw posts on the verify threads (libsodium releases the GIL, so both cores work)."""
+        now = self.clock()
+        loop = asyncio.get_running_loop()
+        n = self._verify_threads if len(raws) >= 64 else 1
+        size = -(-len(raws) // n) if raws else 0
+        chunks = [raws[i : i + size] for i in range(0, len(raws), size)] if size else []
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._verify_pool, check_batch, chunk, now) for chunk in chunks)
+        )
+        good: list[posts.Post] = []
+        bad: list[tuple[bytes | None, str]] = []
+        for g, b in results:
+            good.extend(g)
+            bad.extend(b)
+        return good, bad
+
+    async def ingest_raw(self, raws: Sequence[bytes], source: str | None) -> IngestReport:
+        """Check and store posts from outside.  Invalid posts are reported and never stored."""
+        good, bad = await self.verify(raws)
+        report = await self.ingest_checked(good, source)
+        report.rejected = bad + report.rejected
+        self.counters.received += len(raws)
+        for _, code in report.rejected:
+            self.counters.rejected[code] += 1
+        return report
+
+    async def ingest_checked(self, checked: Sequence[posts.Post], source: str | None) -> IngestReport:
+        """Store posts whose signatures were already checked, and update the index."""
+        if not checked:
+            return IngestReport([], 0, [])
+        boards = self.config.boards or None
+        result: IngestResult = await self.db.call(
+            Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
+        )
+        self._apply(result.added, result.removed_keys)
+        if result.added:
+            for callback in self.on_new_posts:
+                callback(list(result.added), source)
+        return IngestReport(list(result.added), result.duplicates, list(result.rejected))
+
+    def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
+        for item in added:
+            self.index.add(item.key)
+        for key in removed_keys:
+            self.index.remove(key)
+
+    async def refresh(self) -> None:
+        """Catch up with other processes' writes if there were any (one cheap check).
+
+        The index must be current before it answers a peer: a post that `dazibao post` stored
+        a moment ago is part of this node's set.
+        """
+        version = await self.db.call(Store.data_version)
+        if version != self._data_version:
+            self._data_version = version
+            await self.poll_changes()
+
+    async def poll_changes(self) -> list[posts.Post]:
+        """Pick up posts another process (e.g. `dazibao post`) wrote to the same store."""
+        decoded: list[posts.Post] = []
+        while True:
+            changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq)
+            self._post_seq, self._tomb_seq = changes.post_seq, changes.tomb_seq
+            carried = [row for row in changes.added if self.config.carries(row.board)]
+            fresh = [row for row in carried if row.key not in self.index]
+            self._apply(fresh, changes.removed_keys)
+            decoded.extend(row.to_post() for row in fresh)
+            if changes.complete:
+                break
+        if decoded:
+            for callback in self.on_new_posts:
+                callback(decoded, "local")
+        return decoded
+
+    async def carried_boards(self) -> list[str]:
+        """The boards this node carries: the configured ones, or every board it has posts of."""
+        if self.config.boards:
+            return sorted(self.config.boards)
+        infos = await self.db.call(Store.boards)
+        return sorted(info.board for info in infos)
+
+
+def _load_keys(store: Store, boards: Sequence[str]) -> tuple[list[bytes], int, int]:
+    # Remember where the change log stands *before* reading the keys, so that a post written
+    # by another process meanwhile is seen again by poll_changes (adding a key twice is a no-op).
+    post_seq, tomb_seq = store.watermark()
+    keys = list(store.iter_keys(boards or None))
+    return keys, post_seq, tomb_seq

@@ -1,0 +1,228 @@
+"""One reconciliation with one peer, both directions (docs/protocol.md, "Sync").
+
+1. ``GET /v1/info``: which boards the peer carries; the scope is what both sides carry.
+2. ``POST /v1/reconcile`` rounds until the initiator has nothing more to ask: we learn ``have``
+   (ids the peer lacks) and ``need`` (ids we lack).
+3. ``POST /v1/fetch`` the needed posts in bounded batches; each is checked and stored.
+4. ``POST /v1/posts`` the posts the peer lacks, in bounded batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from dazibao.protocol import limits, messages, posts
+from dazibao.protocol.errors import RemoteProtocolError
+from dazibao.protocol.reconcile import Initiator
+
+from .service import NodeCore
+from .store import Store
+
+__all__ = ["PeerError", "PeerClient", "SyncReport", "sync_with", "scope_boards"]
+
+log = logging.getLogger("dazibao.sync")
+
+MSGPACK = "application/x-msgpack"
+TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+
+
+class PeerError(Exception):
+    """The peer could not be reached or answered with an error.  ``code`` says which."""
+
+    def __init__(self, url: str, code: str, message: str) -> None:
+        super().__init__(f"{url}: {code}: {message}")
+        self.url, self.code, self.message = url, code, message
+
+
+@dataclass
+class SyncReport:
+    peer: str
+    boards: list[str] = field(default_factory=list)
+    rounds: int = 0
+    reconcile_bytes_sent: int = 0
+    reconcile_bytes_received: int = 0
+    received: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    sent: int = 0
+    peer_rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "peer": self.peer, "boards": self.boards, "rounds": self.rounds,
+            "reconcile_bytes_sent": self.reconcile_bytes_sent,
+            "reconcile_bytes_received": self.reconcile_bytes_received,
+            "received": self.received, "duplicates": self.duplicates,
+            "rejected": [{"id": i, "code": c} for i, c in self.rejected],
+            "sent": self.sent,
+            "peer_rejected": [{"id": i, "code": c} for i, c in self.peer_rejected],
+        }
+
+
+class PeerClient:
+    """The gossip API of one peer, spoken over an aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url.rstrip("/")
+
+    async def _read(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
+        if resp.content_length is not None and resp.content_length > limit:
+            raise PeerError(self.url, "too_large", f"answer of {resp.content_length} bytes")
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise PeerError(self.url, "too_large", f"answer larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        try:
+            async with self.session.request(
+                method, self.url + path, data=body, timeout=TIMEOUT,
+                headers={"Content-Type": MSGPACK} if body is not None else None,
+            ) as resp:
+                data = await self._read(resp, limits.MAX_REQUEST_BYTES + 65536)
+                if resp.status != 200:
+                    raise PeerError(self.url, *_error_of(resp.status, data))
+                return data
+        except aiohttp.ClientError as exc:
+            raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
+        except TimeoutError:
+            raise PeerError(self.url, "timeout", f"no answer to {path}") from None
+
+    async def info(self) -> dict:
+        data = await self._request("GET", "/v1/info")
+        try:
+            info = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise PeerError(self.url, "malformed", "/v1/info is not JSON") from None
+        if not isinstance(info, dict) or not isinstance(info.get("boards"), list):
+            raise PeerError(self.url, "malformed", "/v1/info lacks a board list")
+        return info
+
+    async def reconcile(self, message: bytes) -> bytes:
+        return await self._request("POST", "/v1/reconcile", message)
+
+    async def fetch(self, ids: Sequence[bytes]) -> list[bytes]:
+        data = await self._request("POST", "/v1/fetch", messages.encode_ids(ids))
+        return list(self._decode(messages.decode_posts, data).posts)
+
+    async def push(self, raws: Sequence[bytes]) -> messages.PushResult:
+        data = await self._request("POST", "/v1/posts", messages.encode_posts(raws))
+        return self._decode(messages.decode_push_result, data)
+
+    async def announce(self, ids: Sequence[bytes]) -> list[bytes]:
+        data = await self._request("POST", "/v1/announce", messages.encode_ids(ids))
+        return list(self._decode(messages.decode_ids, data).ids)
+
+    def _decode(self, fn, data):
+        try:
+            return fn(data)
+        except RemoteProtocolError as exc:
+            raise PeerError(self.url, exc.code, exc.message) from None
+
+
+def _error_of(status: int, data: bytes) -> tuple[str, str]:
+    try:
+        err = json.loads(data)["error"]
+        return str(err["code"])[:64], str(err["message"])[:300]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return "http_error", f"HTTP {status}"
+
+
+def scope_boards(ours: Sequence[str], ours_all: bool, theirs: Sequence[str], theirs_all: bool) -> list[str]:
+    """The boards both sides carry (docs/protocol.md, "Board scope")."""
+    candidates = set(ours) | set(theirs)
+    return sorted(
+        (b for b in candidates if (ours_all or b in ours) and (theirs_all or b in theirs)),
+        key=lambda b: b.encode("utf-8"),
+    )
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _chunks(items: Sequence[bytes], size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str] | None = None,
+                    progress: Progress | None = None) -> SyncReport:
+    """Reconcile with one peer and move posts both ways.  Raises PeerError."""
+    report = SyncReport(peer=client.url)
+    info = await client.info()
+    theirs = [b for b in info["boards"] if isinstance(b, str)]
+    ours = await core.carried_boards()
+    scope = scope_boards(ours, not core.config.boards, theirs, bool(info.get("all_boards")))
+    if boards:
+        wanted = set(boards)
+        scope = [b for b in scope if b in wanted]
+    report.boards = scope
+    if not scope:
+        return report
+    initiator = Initiator(core.index, scope)
+    message: bytes | None = initiator.initiate()
+    while message is not None:
+        reply = await client.reconcile(message)
+        try:
+            message = initiator.reconcile(reply)
+        except RemoteProtocolError as exc:
+            raise PeerError(client.url, exc.code, exc.message) from None
+    report.rounds = initiator.rounds
+    report.reconcile_bytes_sent = initiator.bytes_sent
+    report.reconcile_bytes_received = initiator.bytes_received
+    need, have = list(initiator.need), list(initiator.have)
+
+    done = 0
+    for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
+        pending = list(chunk)
+        while pending:
+            raws = await client.fetch(pending)
+            if not raws:
+                break
+            result = await core.ingest_raw(raws, source=client.url)
+            report.received += len(result.accepted)
+            report.duplicates += result.duplicates
+            report.rejected += [((i or b"").hex(), c) for i, c in result.rejected]
+            # The peer answers in request order but may skip ids it no longer has, or stop at
+            # its size cap: ask again for what did not come, until nothing new arrives.
+            got = {posts.post_id(raw[1:-66]) for raw in raws if len(raw) > 67}
+            if not got.intersection(pending):
+                break
+            pending = [i for i in pending if i not in got]
+            done += len(raws)
+            if progress:
+                progress("receive", done, len(need))
+
+    done = 0
+    for chunk in _chunks(have, limits.MAX_POSTS_PER_BATCH):
+        raws = await core.db.call(Store.get_raw, list(chunk))
+        for batch in _byte_batches(raws):
+            result = await client.push(batch)
+            report.sent += result.accepted
+            report.peer_rejected += [((i or b"").hex(), c) for i, c in result.rejected]
+            done += len(batch)
+            if progress:
+                progress("send", done, len(have))
+    return report
+
+
+def _byte_batches(raws: Sequence[bytes]):
+    batch, size = [], 16
+    for raw in raws:
+        if batch and size + len(raw) + 8 > limits.MAX_REQUEST_BYTES:
+            yield batch
+            batch, size = [], 16
+        batch.append(raw)
+        size += len(raw) + 8
+    if batch:
+        yield batch
+
