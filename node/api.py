@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from dazibao.protocol import limits, messages, reconcile
+from dazibao.protocol import limits, messages, peers as peer_policy, reconcile
 from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 
 from . import __version__
@@ -26,6 +26,7 @@ log = logging.getLogger("dazibao.api")
 CORE = web.AppKey("core", NodeCore)
 MSGPACK = "application/x-msgpack"
 PROTOCOL_VERSION = 1
+PEER_FRESH_MS = 86_400_000
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -70,11 +71,36 @@ async def info(request: web.Request) -> web.Response:
     return web.json_response({
         "protocol": PROTOCOL_VERSION,
         "software": f"dazibao/{__version__}",
-        "all_boards": not core.config.boards,
-        "boards": sorted(core.config.boards) if core.config.boards else sorted(b.board for b in boards),
+        "all_boards": not core.boards,
+        "boards": sorted(core.boards) if core.boards else sorted(b.board for b in boards),
         "posts": len(core.index),
         "limits": {limit.name: limit.value for limit in limits.TABLE},
     })
+
+
+async def peer_list(request: web.Request) -> web.Response:
+    """Peers this node has reached lately, for peer exchange (docs/gossip.md)."""
+    core = request.app[CORE]
+    now = core.now_ms()
+    rows = await core.db.call(Store.list_peers)
+    healthy = [r for r in rows if r.failures == 0 and r.last_ok_at_ms is not None
+               and now - r.last_ok_at_ms < PEER_FRESH_MS]
+    healthy.sort(key=lambda r: -(r.last_ok_at_ms or 0))
+    urls = [r.url for r in healthy]
+    if not core.config.allow_private_peers:
+        # Do not hand out this node's private-network neighbours to the world.
+        urls = [u for u in urls if _shareable(u)]
+    if core.config.public_url:
+        urls.insert(0, core.config.public_url)
+    return web.json_response({"peers": urls[: peer_policy.MAX_PEERS_PER_EXCHANGE]})
+
+
+def _shareable(url: str) -> bool:
+    try:
+        peer_policy.check_learned_peer(url, allow_private=False)
+    except RemoteProtocolError:
+        return False
+    return True
 
 
 async def reconcile_round(request: web.Request) -> web.Response:
@@ -112,8 +138,8 @@ async def announce(request: web.Request) -> web.Response:
     ids = list(offered.ids)
     have = await core.db.call(Store.has, ids)
     gone = await core.db.call(Store.tombstoned, ids)
-    wanted = [i for i in dict.fromkeys(ids) if i not in have and i not in gone]
-    return _msgpack(messages.encode_ids(wanted))
+    missing = [i for i in dict.fromkeys(ids) if i not in have and i not in gone]
+    return _msgpack(messages.encode_ids(core.want(missing, core.now_ms())))
 
 
 def make_gossip_app(core: NodeCore) -> web.Application:
@@ -121,6 +147,7 @@ def make_gossip_app(core: NodeCore) -> web.Application:
     app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES, middlewares=[errors_middleware])
     app[CORE] = core
     app.router.add_get("/v1/info", info)
+    app.router.add_get("/v1/peers", peer_list)
     app.router.add_post("/v1/reconcile", reconcile_round)
     app.router.add_post("/v1/fetch", fetch)
     app.router.add_post("/v1/posts", push)

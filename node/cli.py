@@ -404,6 +404,54 @@ def peers_list(ctx: Context, as_json: bool) -> None:
         click.echo(f"{r.url}  last sync {ok}  {state}")
 
 
+def _running_node(data: DataDir) -> dict | None:
+    """node.json of a node running on this data folder, or None if none is running."""
+    try:
+        info = json.loads(data.node_info.read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Is the node running; its posts, boards and peers with their health."""
+    store = ctx.store()
+    try:
+        rows, infos, total = store.list_peers(), store.boards(), store.count()
+    finally:
+        store.close()
+    node = _running_node(ctx.data)
+    now_ms = int(time.time() * 1000)
+    peers_out = [
+        {"url": r.url, "source": r.source, "healthy": r.failures == 0 and r.last_ok_at_ms is not None,
+         "failures": r.failures, "last_ok_at_ms": r.last_ok_at_ms, "last_error": r.last_error,
+         "retry_in_s": max(0, (r.next_try_at_ms - now_ms) // 1000),
+         "posts_received": r.posts_received, "posts_rejected": r.posts_rejected}
+        for r in rows
+    ]
+    if as_json:
+        _emit_json({"running": node is not None, "pid": node and node.get("pid"),
+                    "gossip_url": node and node.get("gossip_url"), "ui_url": node and node.get("ui_url"),
+                    "posts": total, "boards": len(infos), "peers": peers_out})
+        return
+    if node:
+        click.echo(f"node running (pid {node['pid']}): gossip API {node.get('gossip_url')}"
+                   + (f", web UI {node['ui_url']}" if node.get("ui_url") else ""))
+    else:
+        click.echo("node not running (start it with `dazibao run`)")
+    click.echo(f"{total} posts on {len(infos)} boards; {len(rows)} peers")
+    for p in peers_out:
+        ok = _when(p["last_ok_at_ms"]) if p["last_ok_at_ms"] else "never"
+        state = "ok" if p["healthy"] else (f"failing x{p['failures']}, retry in {p['retry_in_s']} s: {p['last_error']}"
+                                           if p["failures"] else "not yet synced")
+        click.echo(f"  {p['url']}  [{p['source']}]  last sync {ok}  received {p['posts_received']}"
+                   f"  rejected {p['posts_rejected']}  {state}")
+
+
 @cli.command()
 @click.argument("url")
 @click.option("--board", "boards_", multiple=True, help="Only these boards (repeatable).")

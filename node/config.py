@@ -5,17 +5,16 @@ command-line flags.  docs/running.md lists the same settings; a test checks the 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import platformdirs
 
+from dazibao.protocol import peers
 from dazibao.protocol.posts import check_board
 from dazibao.protocol.errors import BoardError
 
@@ -49,10 +48,16 @@ SETTINGS: tuple[Setting, ...] = (
             "host:port of the gossip API. Use 0.0.0.0:7470 on an organizer node that peers reach."),
     Setting("ui_listen", "127.0.0.1:7471",
             "host:port of the member web UI. Keep it on 127.0.0.1: it is for this machine only."),
+    Setting("public_url", "",
+            "URL at which other nodes reach this node's gossip API, shared by peer exchange; empty: not shared."),
     Setting("peers", [], "gossip URLs of peers to sync with, besides those added with `dazibao peers add`."),
     Setting("boards", [], "boards this node carries; empty means every board."),
     Setting("sync_interval_s", 30, "mean seconds between two anti-entropy syncs with a random peer (jittered)."),
     Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
+    Setting("peer_exchange", True, "learn peers from peers (and tell peers about this node's peers)."),
+    Setting("max_peers", 64, "most peers remembered; the least healthy are forgotten first."),
+    Setting("allow_private_peers", False,
+            "accept loopback and private-network addresses learned from other nodes (tests, LANs)."),
     Setting("log_level", "info", "one of debug, info, warning, error."),
 )
 
@@ -89,10 +94,14 @@ def config_template() -> str:
 class Config:
     gossip_listen: str = "127.0.0.1:7470"
     ui_listen: str = "127.0.0.1:7471"
+    public_url: str = ""
     peers: tuple[str, ...] = ()
     boards: tuple[str, ...] = ()
     sync_interval_s: int = 30
     push_fanout: int = 3
+    peer_exchange: bool = True
+    max_peers: int = 64
+    allow_private_peers: bool = False
     log_level: str = "info"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -160,32 +169,11 @@ def parse_listen(value: str, what: str) -> tuple[str, int]:
 
 
 def normalize_peer_url(url: str) -> str:
-    """Check and normalize a peer's gossip URL to ``scheme://host:port``.  Raises ConfigError.
-
-    Only http and https, a host, an optional port and no path, query, user name or fragment are
-    accepted: a peer URL is copied around between nodes and must not carry anything else.
-    """
-    if not isinstance(url, str) or len(url) > 512:
-        raise ConfigError("peer URL must be a string of at most 512 characters")
+    """Check and normalize a peer's gossip URL to ``scheme://host:port``.  Raises ConfigError."""
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"peer URL {url!r} is not valid: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"peer URL {url!r} must start with http:// or https://")
-    if not parts.hostname:
-        raise ConfigError(f"peer URL {url!r} has no host")
-    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise ConfigError(f"peer URL {url!r} must be only scheme://host[:port]")
-    host = parts.hostname
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    port = port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{host}:{port}"
+        return peers.normalize_peer_url(url)
+    except peers.PeerAddressError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -220,6 +208,7 @@ def _validate(cfg: Config) -> Config:
     parse_listen(cfg.gossip_listen, "gossip_listen")
     parse_listen(cfg.ui_listen, "ui_listen")
     peers = tuple(normalize_peer_url(p) for p in cfg.peers)
+    public_url = normalize_peer_url(cfg.public_url) if cfg.public_url else ""
     for board in cfg.boards:
         try:
             check_board(board)
@@ -229,7 +218,9 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("sync_interval_s must be at least 1")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be one of debug, info, warning, error")
-    return replace(cfg, peers=peers)
+    if cfg.max_peers < 1:
+        raise ConfigError("max_peers must be at least 1")
+    return replace(cfg, peers=peers, public_url=public_url)
 
 
 def load_config(data: DataDir, overrides: Mapping[str, Any] | None = None,

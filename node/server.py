@@ -21,26 +21,37 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
-from dazibao.protocol import limits, posts
+from dazibao.protocol import limits, peers, posts
+from dazibao.protocol.errors import RemoteProtocolError
 
 from .api import make_gossip_app
 from .config import Config, DataDir, parse_listen
 from .service import NodeCore
 from .store import Store
-from .sync import PeerClient, PeerError, sync_with
+from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 
-__all__ = ["Node", "run_node", "backoff_ms"]
+__all__ = ["Node", "run_node", "peer_states", "INVALID_DATA_CODES"]
 
 log = logging.getLogger("dazibao.node")
 
 POLL_INTERVAL_S = 1.0
-MAX_BACKOFF_S = 3600
+MAINTENANCE_INTERVAL_S = 600.0
+
+#: Rejection codes that mean the peer sent bad data (as opposed to posts we merely did not
+#: want): a peer that sends such posts is penalized like a failing one.
+INVALID_DATA_CODES = frozenset({
+    "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large", "unknown_kind",
+    "bad_board", "bad_body", "bad_signature", "future",
+})
 
 
-def backoff_ms(failures: int, rng: random.Random) -> int:
-    """Delay before trying a failing peer again: exponential from 5 s to an hour, jittered."""
-    base = min(5 * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
-    return int(base * 1000 * rng.uniform(0.75, 1.25))
+def peer_states(rows) -> list[peers.PeerState]:
+    """The store's peer rows as the pure policy's PeerState values."""
+    return [
+        peers.PeerState(url=r.url, source=r.source, failures=r.failures, next_try_at_ms=r.next_try_at_ms,
+                        last_ok_at_ms=r.last_ok_at_ms, added_at_ms=r.added_at_ms)
+        for r in rows
+    ]
 
 
 class Node:
@@ -55,6 +66,9 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._push_queue: asyncio.Queue[tuple[list[posts.Post], str | None]] = asyncio.Queue()
         self.session: aiohttp.ClientSession | None = None
+        #: Peers learned by exchange are untrusted: their names must not resolve to private
+        #: addresses (unless allow_private_peers), so they get a session of their own.
+        self.untrusted_session: aiohttp.ClientSession | None = None
         self.gossip_url = ""
 
     async def start(self) -> None:
@@ -62,6 +76,11 @@ class Node:
         for url in self.config.peers:
             await self.core.db.call(Store.add_peer, url, "config", self.core.now_ms())
         self.session = aiohttp.ClientSession()
+        if self.config.allow_private_peers:
+            self.untrusted_session = self.session
+        else:
+            self.untrusted_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
         self.core.on_new_posts.append(lambda new, source: self._push_queue.put_nowait((new, source)))
         host, port = parse_listen(self.config.gossip_listen, "gossip_listen")
         runner = web.AppRunner(make_gossip_app(self.core), access_log=None)
@@ -76,6 +95,7 @@ class Node:
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self._push_loop(), name="push"),
             asyncio.create_task(self._anti_entropy_loop(), name="anti-entropy"),
+            asyncio.create_task(self._maintenance_loop(), name="maintenance"),
         ]
         self._write_info()
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
@@ -95,6 +115,8 @@ class Node:
                 await task
         for runner in self._runners:
             await runner.cleanup()
+        if self.untrusted_session is not None and self.untrusted_session is not self.session:
+            await self.untrusted_session.close()
         if self.session is not None:
             await self.session.close()
         await self.core.close()
@@ -104,30 +126,72 @@ class Node:
         rows = await self.core.db.call(Store.list_peers)
         return [row.url for row in rows]
 
-    async def _due_peers(self) -> list[str]:
-        now = self.core.now_ms()
-        rows = await self.core.db.call(Store.list_peers)
-        return [row.url for row in rows if row.next_try_at_ms <= now and row.url != self.gossip_url]
+    async def _peer_states(self) -> list[peers.PeerState]:
+        return peer_states(await self.core.db.call(Store.list_peers))
 
-    async def sync_once(self, url: str) -> None:
-        """One anti-entropy sync with ``url``, recording its health."""
-        assert self.session is not None
+    def _self_urls(self) -> set[str]:
+        return {u for u in (self.gossip_url, self.config.public_url) if u}
+
+    def _client(self, state: peers.PeerState) -> PeerClient:
+        session = self.untrusted_session if state.source == "pex" else self.session
+        assert session is not None
+        return PeerClient(session, state.url)
+
+    async def _fail(self, state: peers.PeerState, reason: str) -> None:
+        now = self.core.now_ms()
+        await self.core.db.call(Store.record_peer_failure, state.url, now, reason,
+                                now + peers.backoff_ms(state.failures + 1, self.rng))
+
+    async def sync_once(self, state: peers.PeerState) -> None:
+        """One anti-entropy sync with a peer, recording its health, then peer exchange."""
+        client = self._client(state)
         try:
-            report = await sync_with(self.core, PeerClient(self.session, url))
+            report = await sync_with(self.core, client)
         except PeerError as exc:
-            row = next((r for r in await self.core.db.call(Store.list_peers) if r.url == url), None)
-            failures = (row.failures if row else 0) + 1
-            await self.core.db.call(
-                Store.record_peer_failure, url, self.core.now_ms(), f"{exc.code}: {exc.message}",
-                self.core.now_ms() + backoff_ms(failures, self.rng),
-            )
-            log.info("sync with %s failed: %s", url, exc)
+            await self._fail(state, f"{exc.code}: {exc.message}")
+            log.info("sync with %s failed: %s", state.url, exc)
             return
-        await self.core.db.call(
-            Store.record_peer_success, url, self.core.now_ms(), report.received, len(report.rejected)
-        )
+        invalid = [code for _, code in report.rejected if code in INVALID_DATA_CODES]
+        await self.core.db.call(Store.record_peer_success, state.url, self.core.now_ms(),
+                                report.received, len(report.rejected))
+        if invalid:
+            # A peer that hands out invalid posts is backed off like a failing one.
+            await self._fail(state, f"sent {len(invalid)} invalid posts ({invalid[0]})")
+            log.warning("peer %s sent %d invalid posts", state.url, len(invalid))
         if report.received or report.sent:
-            log.info("synced with %s: received %d, sent %d", url, report.received, report.sent)
+            log.info("synced with %s: received %d, sent %d", state.url, report.received, report.sent)
+        if self.config.peer_exchange:
+            await self.exchange_peers(client)
+
+    async def exchange_peers(self, client: PeerClient) -> int:
+        """Learn peers from ``client``'s peer list (untrusted input).  Returns how many were new."""
+        try:
+            offered = await client.peers()
+        except PeerError as exc:
+            log.info("peer exchange with %s failed: %s", client.url, exc)
+            return 0
+        known = set(await self.peer_urls()) | self._self_urls()
+        added = 0
+        for url in offered[: peers.MAX_PEERS_PER_EXCHANGE]:
+            try:
+                url = peers.check_learned_peer(url, allow_private=self.config.allow_private_peers)
+            except RemoteProtocolError:
+                self.core.counters.rejected["bad_peer_url"] += 1
+                continue
+            if url in known:
+                continue
+            known.add(url)
+            if await self.core.db.call(Store.add_peer, url, "pex", self.core.now_ms()):
+                added += 1
+        if added:
+            log.info("learned %d peers from %s", added, client.url)
+            await self._forget_peers()
+        return added
+
+    async def _forget_peers(self) -> None:
+        states = await self._peer_states()
+        for url in peers.peers_to_forget(states, self.core.now_ms(), self.config.max_peers):
+            await self.core.db.call(Store.remove_peer, url)
 
     async def _anti_entropy_loop(self) -> None:
         # A first sync soon after start, then one every sync_interval_s (jittered by +-50%, so
@@ -135,9 +199,10 @@ class Node:
         delay = self.rng.uniform(0.2, 1.0)
         while True:
             await asyncio.sleep(delay)
-            due = await self._due_peers()
-            if due:
-                await self.sync_once(self.rng.choice(due))
+            states = await self._peer_states()
+            url = peers.choose_sync_peer(states, self.core.now_ms(), self.rng, exclude=self._self_urls())
+            if url is not None:
+                await self.sync_once(next(s for s in states if s.url == url))
             delay = self.config.sync_interval_s * self.rng.uniform(0.5, 1.5)
 
     async def _poll_loop(self) -> None:
@@ -155,14 +220,21 @@ class Node:
             while not self._push_queue.empty():
                 more, _ = self._push_queue.get_nowait()
                 new.extend(more)
-            peers = [p for p in await self._due_peers() if p != source]
-            self.rng.shuffle(peers)
-            for url in peers[: self.config.push_fanout]:
-                await self._push_to(url, new)
+            states = await self._peer_states()
+            targets = peers.choose_push_targets(
+                states, self.config.push_fanout, self.core.now_ms(), self.rng,
+                exclude=self._self_urls() | {source or ""})
+            by_url = {s.url: s for s in states}
+            await asyncio.gather(*(self._push_to(by_url[url], new) for url in targets))
 
-    async def _push_to(self, url: str, new: Sequence[posts.Post]) -> None:
-        assert self.session is not None
-        client = PeerClient(self.session, url)
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            await self._forget_peers()
+
+    async def _push_to(self, state: peers.PeerState, new: Sequence[posts.Post]) -> None:
+        client = self._client(state)
+        url = state.url
         by_id = {p.id: p for p in new}
         ids = list(by_id)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,9 @@ from .store import IngestResult, Store
 __all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch"]
 
 log = logging.getLogger("dazibao.node")
+
+BOARDS_META = "boards"
+INFLIGHT_MS = 30_000
 T = TypeVar("T")
 
 
@@ -109,15 +113,44 @@ class NodeCore:
         self._post_seq = 0
         self._tomb_seq = 0
         self._data_version: int | None = None
+        #: Ids asked for after an announcement and not yet received, with when to give up on
+        #: them: a second announcer of the same post is not asked again meanwhile.
+        self.inflight: dict[bytes, int] = {}
+        #: The boards this node carries; empty means every board (docs/running.md, "boards").
+        self.boards: frozenset[str] = frozenset(config.boards)
         #: Called with the newly stored posts (from peers, imports or another process).
         self.on_new_posts: list[Callable[[list[posts.Post], str | None], None]] = []
 
     async def open(self) -> None:
         """Open the store and build the reconciliation index from it."""
         await self.db.open()
-        keys, self._post_seq, self._tomb_seq = await self.db.call(_load_keys, self.config.boards)
-        self.index = KeyIndex(keys)
+        chosen = await self.db.call(Store.get_meta, BOARDS_META)
+        if chosen is not None:
+            self.boards = frozenset(json.loads(chosen))
+        await self._rebuild_index()
         log.info("store open: %d posts", len(self.index))
+
+    async def _rebuild_index(self) -> None:
+        keys, self._post_seq, self._tomb_seq = await self.db.call(_load_keys, sorted(self.boards))
+        self.index = KeyIndex(keys)
+
+    def carries(self, board: str) -> bool:
+        """Whether this node carries ``board`` (every board, when no boards are chosen)."""
+        return not self.boards or board in self.boards
+
+    async def set_boards(self, boards: Iterable[str]) -> None:
+        """Choose the boards this node carries (empty: every board), remembered in the store.
+
+        Posts of boards no longer carried stay stored but are neither shown to peers nor
+        synced; choosing a board again brings them back.  The choice overrides the
+        ``boards`` setting of config.toml from then on.
+        """
+        chosen = frozenset(boards)
+        for board in chosen:
+            posts.check_board(board)
+        await self.db.call(Store.set_meta, BOARDS_META, json.dumps(sorted(chosen), ensure_ascii=False))
+        self.boards = chosen
+        await self._rebuild_index()
 
     async def close(self) -> None:
         await self.db.close()
@@ -157,7 +190,7 @@ class NodeCore:
         """Store posts whose signatures were already checked, and update the index."""
         if not checked:
             return IngestReport([], 0, [])
-        boards = self.config.boards or None
+        boards = self.boards or None
         result: IngestResult = await self.db.call(
             Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
         )
@@ -167,9 +200,19 @@ class NodeCore:
                 callback(list(result.added), source)
         return IngestReport(list(result.added), result.duplicates, list(result.rejected))
 
+    def want(self, ids: Iterable[bytes], now_ms: int) -> list[bytes]:
+        """Of ``ids`` (already known to be missing here), those not already asked for."""
+        if len(self.inflight) > 100_000:
+            self.inflight = {i: t for i, t in self.inflight.items() if t > now_ms}
+        wanted = [i for i in ids if self.inflight.get(i, 0) <= now_ms]
+        for i in wanted:
+            self.inflight[i] = now_ms + INFLIGHT_MS
+        return wanted
+
     def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
         for item in added:
             self.index.add(item.key)
+            self.inflight.pop(item.id, None)
         for key in removed_keys:
             self.index.remove(key)
 
@@ -190,7 +233,7 @@ class NodeCore:
         while True:
             changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq)
             self._post_seq, self._tomb_seq = changes.post_seq, changes.tomb_seq
-            carried = [row for row in changes.added if self.config.carries(row.board)]
+            carried = [row for row in changes.added if self.carries(row.board)]
             fresh = [row for row in carried if row.key not in self.index]
             self._apply(fresh, changes.removed_keys)
             decoded.extend(row.to_post() for row in fresh)
@@ -202,9 +245,9 @@ class NodeCore:
         return decoded
 
     async def carried_boards(self) -> list[str]:
-        """The boards this node carries: the configured ones, or every board it has posts of."""
-        if self.config.boards:
-            return sorted(self.config.boards)
+        """The boards this node carries: the chosen ones, or every board it has posts of."""
+        if self.boards:
+            return sorted(self.boards)
         infos = await self.db.call(Store.boards)
         return sorted(info.board for info in infos)
 

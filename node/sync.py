@@ -14,16 +14,19 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import aiohttp
+import socket
 
-from dazibao.protocol import limits, messages, posts
+import aiohttp
+from aiohttp.resolver import ThreadedResolver
+
+from dazibao.protocol import limits, messages, peers as peer_policy, posts
 from dazibao.protocol.errors import RemoteProtocolError
 from dazibao.protocol.reconcile import Initiator
 
 from .service import NodeCore
 from .store import Store
 
-__all__ = ["PeerError", "PeerClient", "SyncReport", "sync_with", "scope_boards"]
+__all__ = ["PeerError", "PeerClient", "PublicOnlyResolver", "SyncReport", "sync_with", "scope_boards"]
 
 log = logging.getLogger("dazibao.sync")
 
@@ -62,6 +65,21 @@ class SyncReport:
             "sent": self.sent,
             "peer_rejected": [{"id": i, "code": c} for i, c in self.peer_rejected],
         }
+
+
+class PublicOnlyResolver(ThreadedResolver):
+    """A resolver that refuses names resolving only to non-public addresses.
+
+    Peers learned from other nodes are untrusted: without this, a hostile node could make this
+    one send requests into its own private network (a name that resolves to 10.0.0.1).
+    """
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        results = await super().resolve(host, port, family)
+        public = [r for r in results if peer_policy.is_public_address(r["host"])]
+        if not public:
+            raise OSError(f"{host} resolves only to non-public addresses")
+        return public
 
 
 class PeerClient:
@@ -106,6 +124,17 @@ class PeerClient:
         if not isinstance(info, dict) or not isinstance(info.get("boards"), list):
             raise PeerError(self.url, "malformed", "/v1/info lacks a board list")
         return info
+
+    async def peers(self) -> list[str]:
+        """The peer's list of peers for exchange (still untrusted: check each one)."""
+        data = await self._request("GET", "/v1/peers")
+        try:
+            answer = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise PeerError(self.url, "malformed", "/v1/peers is not JSON") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("peers"), list):
+            raise PeerError(self.url, "malformed", "/v1/peers lacks a peer list")
+        return [u for u in answer["peers"] if isinstance(u, str)]
 
     async def reconcile(self, message: bytes) -> bytes:
         return await self._request("POST", "/v1/reconcile", message)
@@ -161,7 +190,7 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
     info = await client.info()
     theirs = [b for b in info["boards"] if isinstance(b, str)]
     ours = await core.carried_boards()
-    scope = scope_boards(ours, not core.config.boards, theirs, bool(info.get("all_boards")))
+    scope = scope_boards(ours, not core.boards, theirs, bool(info.get("all_boards")))
     if boards:
         wanted = set(boards)
         scope = [b for b in scope if b in wanted]

@@ -1,0 +1,197 @@
+"""How fast a running node absorbs posts pushed to it over HTTP.
+
+A real node (`dazibao run`, its own process, real SQLite file, 127.0.0.1) receives batches of
+signed posts through ``POST /v1/posts`` from this process, two requests in flight.  Its rate is
+compared with two baselines measured in the same run on the same posts:
+
+* the raw single-core Ed25519 verify rate (libsodium, the node's verifier);
+* the raw ``executemany`` insert rate of the same rows into a bare SQLite table (WAL).
+
+Measured on a fresh store, and on a store already holding ``prefill`` posts (500,000; quick:
+50,000).  The full run also reports the resident memory of a node holding 1,000,000 posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import nacl.bindings
+
+from dazibao.node.store import Store
+from dazibao.protocol import identity, limits, messages, posts
+
+BOARDS = ["labor", "劳动法", "news", "overtime", "996", "meetings"]
+WORDS = ["workers", "overtime", "contract", "劳动", "加班", "工资", "合同", "strike", "meeting", "rights"]
+
+
+def make_posts(n: int, seed: int, start_ms: int) -> list[posts.Post]:
+    rng = random.Random(seed)
+    keys = [identity.SigningKey(rng.randbytes(32)) for _ in range(50)]
+    out = []
+    for i in range(n):
+        body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60)))
+        out.append(posts.create_post(rng.choice(keys), kind="post", board=rng.choice(BOARDS), body=body,
+                                     created_at_ms=start_ms + i * 7))
+    return out
+
+
+def raw_verify_rate(sample: list[posts.Post]) -> float:
+    pairs = [(p.signature + posts.POST_SIGNATURE_TAG + p.id, p.author) for p in sample]
+    t = time.perf_counter()
+    for signed, pk in pairs:
+        nacl.bindings.crypto_sign_open(signed, pk)
+    return len(pairs) / (time.perf_counter() - t)
+
+
+def raw_insert_rate(sample: list[posts.Post], folder: Path) -> float:
+    db = sqlite3.connect(folder / "raw.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE posts (id BLOB PRIMARY KEY, board TEXT, created_at_ms INTEGER, body TEXT, raw BLOB)")
+    rows = [(p.id, p.board, p.created_at_ms, p.body, p.raw) for p in sample]
+    t = time.perf_counter()
+    for i in range(0, len(rows), 512):
+        with db:
+            db.executemany("INSERT INTO posts VALUES (?, ?, ?, ?, ?)", rows[i : i + 512])
+    rate = len(rows) / (time.perf_counter() - t)
+    db.close()
+    return rate
+
+
+def prefill(data: Path, n: int, seed: int) -> None:
+    """Store ``n`` valid posts directly (no HTTP), older than the measured ones."""
+    store = Store(str(data / "dazibao.db"))
+    try:
+        start = 1_600_000_000_000
+        step = 50_000
+        for i in range(0, n, step):
+            batch = make_posts(min(step, n - i), seed + i, start + i * 7)
+            for j in range(0, len(batch), 5_000):
+                store.ingest(batch[j : j + 5_000], source="bench", now_ms=int(time.time() * 1000))
+        while store.update_search_index(50_000):
+            pass
+    finally:
+        store.close()
+
+
+class NodeUnderTest:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+
+    def __enter__(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DAZIBAO_")}
+        env["DAZIBAO_SYNC_INTERVAL_S"] = "3600"
+        env["DAZIBAO_LOG_LEVEL"] = "warning"
+        (self.data / "node.json").unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dazibao.node", "--data-dir", str(self.data), "run",
+             "--gossip-listen", "127.0.0.1:0", "--ui-listen", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                self.url = json.loads((self.data / "node.json").read_text())["gossip_url"]
+                return self
+            except (OSError, ValueError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the node did not start") from None
+                time.sleep(0.1)
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def push_all(url: str, sample: list[posts.Post]) -> float:
+    batches = [messages.encode_posts([p.raw for p in sample[i : i + limits.MAX_POSTS_PER_BATCH]])
+               for i in range(0, len(sample), limits.MAX_POSTS_PER_BATCH)]
+    queue = list(reversed(batches))
+    accepted = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted
+        while queue:
+            body = queue.pop()
+            async with session.post(url + "/v1/posts", data=body) as resp:
+                result = messages.decode_push_result(await resp.read())
+                accepted += result.accepted
+
+    async with aiohttp.ClientSession() as session:
+        t = time.perf_counter()
+        await asyncio.gather(worker(session), worker(session))
+        elapsed = time.perf_counter() - t
+    if accepted != len(sample):
+        raise RuntimeError(f"node accepted {accepted} of {len(sample)} posts")
+    return len(sample) / elapsed
+
+
+def main(quick: bool) -> dict[str, float]:
+    n, n_prefill = (4_000, 50_000) if quick else (20_000, 500_000)
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="dazibao-bench-") as tmp:
+        folder = Path(tmp)
+        now_ms = int(time.time() * 1000) - 3_600_000
+        t = time.perf_counter()
+        sample = make_posts(n, 1, now_ms)
+        print(f"ingest: {n} signed posts made in {time.perf_counter() - t:.1f} s")
+        verify = raw_verify_rate(sample)
+        insert = raw_insert_rate(sample, folder)
+        print(f"  raw single-core verify (libsodium)      {verify:10.0f} posts/s")
+        print(f"  raw executemany insert (bare table)     {insert:10.0f} rows/s")
+        result.update(raw_verify_per_s=round(verify, 1), raw_insert_per_s=round(insert, 1))
+
+        fresh = folder / "fresh"
+        fresh.mkdir()
+        with NodeUnderTest(fresh) as node:
+            rate = asyncio.run(push_all(node.url, sample))
+        print(f"  node, fresh store                       {rate:10.0f} posts/s  "
+              f"= {rate / verify:.2f} x verify, {rate / insert:.3f} x insert")
+        result.update(fresh_posts_per_s=round(rate, 1), ratio_fresh_to_verify=round(rate / verify, 3),
+                      ratio_fresh_to_insert=round(rate / insert, 4))
+
+        full = folder / "full"
+        full.mkdir()
+        t = time.perf_counter()
+        prefill(full, n_prefill, 1000)
+        print(f"  prefilled {n_prefill} posts in {time.perf_counter() - t:.0f} s")
+        with NodeUnderTest(full) as node:
+            rate = asyncio.run(push_all(node.url, sample))
+            rss = node.rss_mib()
+        print(f"  node, store holding {n_prefill:>7}            {rate:10.0f} posts/s  "
+              f"= {rate / verify:.2f} x verify, {rate / insert:.3f} x insert; resident {rss:.0f} MiB")
+        result.update(prefilled_posts=n_prefill, prefilled_posts_per_s=round(rate, 1),
+                      ratio_prefilled_to_verify=round(rate / verify, 3),
+                      ratio_prefilled_to_insert=round(rate / insert, 4),
+                      rss_mib_prefilled=round(rss, 1))
+        if not quick:
+            # Top the store up to a million posts and see what a node holding them occupies.
+            prefill(full, 1_000_000 - n_prefill - n, 5000)
+            with NodeUnderTest(full) as node:
+                time.sleep(2)
+                rss = node.rss_mib()
+            print(f"  resident memory of a node holding 1,000,000 posts: {rss:.0f} MiB")
+            result["rss_mib_1m_posts"] = round(rss, 1)
+    print(f"  target: fresh and prefilled >= 0.6 x raw single-core verify")
+    return result
