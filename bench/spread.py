@@ -15,6 +15,7 @@ Targets: rounds <= 1.25 x the push-pull baseline; full-post copies <= 1.5 per no
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 
@@ -33,7 +34,7 @@ def main(quick: bool) -> dict[str, float]:
           f"{'copies/node':>11} {'reached':>8}")
     for n, seeds in sizes.items():
         for cond, extra in CONDITIONS.items():
-            runs = {s: [spread(SimConfig(nodes=n, strategy=s, **extra), seed) for seed in range(seeds)]
+            runs = {s: [spread(SimConfig(nodes=n, strategy=s, **extra), random.Random(seed)) for seed in range(seeds)]
                     for s in STRATEGIES}
             base = statistics.median(r.rounds for r in runs["push_pull"])
             for s in STRATEGIES:

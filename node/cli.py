@@ -519,6 +519,10 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
+from .cli_mirror import register as _register_mirror  # noqa: E402 - after every helper it uses
+_register_mirror(cli)
+
+
 def main() -> None:
     """Entry point of the `dazibao` command."""
     try:

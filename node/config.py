@@ -48,10 +48,17 @@ SETTINGS: tuple[Setting, ...] = (
             "host:port of the gossip API. Use 0.0.0.0:7470 on an organizer node that peers reach."),
     Setting("ui_listen", "127.0.0.1:7471",
             "host:port of the member web UI. Keep it on 127.0.0.1: it is for this machine only."),
+    Setting("ui_idle_lock_s", 900,
+            "seconds without activity after which the web UI locks the pseudonyms unlocked in it (15 minutes)."),
+    Setting("ui_language", "",
+            "language of the web UI: en or zh-Hans; empty: the browser's preferred language."),
     Setting("public_url", "",
             "URL at which other nodes reach this node's gossip API, shared by peer exchange; empty: not shared."),
     Setting("peers", [], "gossip URLs of peers to sync with, besides those added with `dazibao peers add`."),
     Setting("boards", [], "boards this node carries; empty means every board."),
+    Setting("retention_days", {},
+            "days to keep the posts of each board, as a table board = days (e.g. { labor = 90 }); "
+            "0 or absent: keep everything. Older posts are purged and never accepted again."),
     Setting("sync_interval_s", 30, "mean seconds between two anti-entropy syncs with a random peer (jittered)."),
     Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
     Setting("peer_exchange", True, "learn peers from peers (and tell peers about this node's peers)."),
@@ -81,6 +88,8 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(value)
 
 
@@ -94,6 +103,8 @@ def config_template() -> str:
 class Config:
     gossip_listen: str = "127.0.0.1:7470"
     ui_listen: str = "127.0.0.1:7471"
+    ui_idle_lock_s: int = 900
+    ui_language: str = ""
     public_url: str = ""
     peers: tuple[str, ...] = ()
     boards: tuple[str, ...] = ()
@@ -103,6 +114,7 @@ class Config:
     max_peers: int = 64
     allow_private_peers: bool = False
     log_level: str = "info"
+    retention_days: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def carries(self, board: str) -> bool:
@@ -193,6 +205,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if number is None or number < 0:
             raise ConfigError(f"{where}: expected a whole number >= 0")
         return number
+    if isinstance(default, dict):
+        return _coerce_table(value, where)
     if isinstance(default, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -202,6 +216,35 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string")
     return value
+
+
+def _coerce_table(value: Any, where: str) -> dict[str, int]:
+    """A table of whole numbers >= 0 by board: a TOML table, or in an environment variable
+    ``board=days,board=days`` or an inline TOML table (``{ "a,b" = 7 }``) for names with , or =."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.startswith("{"):
+                value = tomllib.loads(f"v = {text}")["v"]
+            else:
+                value = {}
+                for item in filter(None, (part.strip() for part in text.split(","))):
+                    board, sep, number = item.rpartition("=")
+                    if not sep:
+                        raise ValueError(item)
+                    value[board.strip()] = int(number)
+        except (ValueError, tomllib.TOMLDecodeError):
+            raise ConfigError(f"{where}: expected board=days pairs separated by commas") from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and type(v) is int and v >= 0 for k, v in value.items()
+    ):
+        raise ConfigError(f"{where}: expected a table of board = whole number of days >= 0")
+    for board in value:
+        try:
+            check_board(board)
+        except BoardError as exc:
+            raise ConfigError(f"{where}: board {board!r}: {exc.message}") from None
+    return dict(value)
 
 
 def _validate(cfg: Config) -> Config:
@@ -216,6 +259,10 @@ def _validate(cfg: Config) -> Config:
             raise ConfigError(f"boards: {exc.message}") from None
     if cfg.sync_interval_s < 1:
         raise ConfigError("sync_interval_s must be at least 1")
+    if cfg.ui_idle_lock_s < 1:
+        raise ConfigError("ui_idle_lock_s must be at least 1")
+    if cfg.ui_language not in ("", "en", "zh-Hans"):
+        raise ConfigError("ui_language must be en, zh-Hans or empty (the browser's language)")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be one of debug, info, warning, error")
     if cfg.max_peers < 1:

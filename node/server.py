@@ -3,8 +3,8 @@
 It serves the gossip API on its own listener, pushes fresh posts to a few peers at once
 (announce ids; the peer fetches what it lacks), reconciles with a random peer on a jittered
 timer (anti-entropy), backs off from failing peers, and picks up posts that another process
-(`dazibao post`) wrote to the same data folder.  The member web UI listener has its place here
-(``ui_listen``) and is added by the web package.
+(`dazibao post`) wrote to the same data folder.  The member web UI (the web package) is served
+on a second listener of its own, ``ui_listen``, never on the gossip listener.
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from dazibao.protocol.errors import RemoteProtocolError
 
 from .api import make_gossip_app
 from .config import Config, DataDir, parse_listen
+from .keys import KeyStore
+from .retention import retention_loop
 from .service import NodeCore
 from .store import Store
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
+from .web import make_ui_app
 
 __all__ = ["Node", "run_node", "peer_states", "INVALID_DATA_CODES"]
 
@@ -70,6 +73,7 @@ class Node:
         #: addresses (unless allow_private_peers), so they get a session of their own.
         self.untrusted_session: aiohttp.ClientSession | None = None
         self.gossip_url = ""
+        self.ui_url = ""
 
     async def start(self) -> None:
         await self.core.open()
@@ -88,21 +92,35 @@ class Node:
         site = web.TCPSite(runner, host, port)
         await site.start()
         self._runners.append(runner)
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.gossip_url = f"http://{shown}:{bound[1]}"
+        self.gossip_url = _url_of(runner)
+        await self._start_ui()
         self._tasks = [
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self._push_loop(), name="push"),
             asyncio.create_task(self._anti_entropy_loop(), name="anti-entropy"),
             asyncio.create_task(self._maintenance_loop(), name="maintenance"),
+            # Mirror retention (node/retention.py): at start, then hourly; ends at once if unset.
+            asyncio.create_task(retention_loop(self.core, self.config.retention_days), name="retention"),
         ]
         self._write_info()
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
                  len(await self.peer_urls()))
 
+    async def _start_ui(self) -> None:
+        # The member UI is its own application on its own listener (DESIGN.md, "Two
+        # listeners"): nothing of it is reachable through the gossip API.
+        host, port = parse_listen(self.config.ui_listen, "ui_listen")
+        app = make_ui_app(self.core, KeyStore(self.data.keys), self.config, node=self)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+        self.ui_url = _url_of(runner) + "/"
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("the member web UI listens on %s: anyone who can reach it can read this node", host)
+
     def _write_info(self) -> None:
-        info = {"pid": os.getpid(), "gossip_url": self.gossip_url, "ui_url": None}
+        info = {"pid": os.getpid(), "gossip_url": self.gossip_url, "ui_url": self.ui_url}
         tmp = self.data.node_info.with_suffix(".tmp")
         tmp.write_text(json.dumps(info), encoding="utf-8")
         os.replace(tmp, self.data.node_info)
@@ -210,8 +228,8 @@ class Node:
             await asyncio.sleep(POLL_INTERVAL_S)
             await self.core.refresh()
             # Large batches are stored before they are added to the full-text index; catch up
-            # a bounded step at a time, between other work.
-            await self.core.db.call(Store.update_search_index, 2_000)
+            # a bounded step at a time, when no posts have arrived for a moment.
+            await self.core.index_for_search_when_idle()
 
     async def _push_loop(self) -> None:
         while True:
@@ -247,6 +265,12 @@ class Node:
             log.info("push to %s failed: %s", url, exc)
 
 
+def _url_of(runner: web.AppRunner) -> str:
+    bound = runner.addresses[0]
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return f"http://{shown}:{bound[1]}"
+
+
 async def run_node(data: DataDir, config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT or SIGTERM."""
     node = Node(data, config)
@@ -257,6 +281,7 @@ async def run_node(data: DataDir, config: Config, *, ready: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
     await node.start()
     print(f"dazibao node running: gossip API {node.gossip_url}", flush=True)
+    print(f"member web UI: {node.ui_url}  (open it in a browser on this machine)", flush=True)
     if ready is not None:
         ready.set()
     try:

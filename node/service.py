@@ -113,6 +113,9 @@ class NodeCore:
         self._post_seq = 0
         self._tomb_seq = 0
         self._data_version: int | None = None
+        #: When posts from outside were last stored (clock seconds): search indexing waits
+        #: for a quiet moment, so that it does not slow a flood of posts down further.
+        self.last_ingest = 0.0
         #: Ids asked for after an announcement and not yet received, with when to give up on
         #: them: a second announcer of the same post is not asked again meanwhile.
         self.inflight: dict[bytes, int] = {}
@@ -190,6 +193,7 @@ class NodeCore:
         """Store posts whose signatures were already checked, and update the index."""
         if not checked:
             return IngestReport([], 0, [])
+        self.last_ingest = self.clock()
         boards = self.boards or None
         result: IngestResult = await self.db.call(
             Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
@@ -215,6 +219,15 @@ class NodeCore:
             self.inflight.pop(item.id, None)
         for key in removed_keys:
             self.index.remove(key)
+
+    async def index_for_search_when_idle(self, quiet_s: float = 2.0, rows: int = 2_000) -> int:
+        """Add a bounded step of stored posts to the full-text index if nothing arrived lately.
+
+        Returns how many posts still wait (0 when up to date or not idle yet).
+        """
+        if self.clock() - self.last_ingest < quiet_s:
+            return 0
+        return await self.db.call(Store.update_search_index, rows)
 
     async def refresh(self) -> None:
         """Catch up with other processes' writes if there were any (one cheap check).

@@ -101,6 +101,7 @@ _PEER_SOURCE_RANK = {"pex": 0, "cli": 1, "config": 2}
 
 _CHUNK = 500  # ids per "IN (...)" query; far below SQLite's variable limit
 _KEYS_CHUNK = 10_000  # rows per page of iter_keys
+_ROWS_CHUNK = 500  # rows per page of iter_rows and iter_sizes (a post is at most 20 KiB)
 _SNIPPET_CHARS = 200  # code points of body shown around the first match
 # A batch that leaves at most this many posts unindexed is indexed at once, so a trickle of
 # gossip and local posts keeps the search index current without anyone calling
@@ -866,6 +867,74 @@ class Store:
                 params.extend(after[1:])
             sql += " ORDER BY created_at_ms, id LIMIT ?"
         params.append(_KEYS_CHUNK)
+        return self._conn.execute(sql, params).fetchall()
+
+    # --- reading for bundles and static copies (node/bundles.py, node/publish.py) ----------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Hold one read transaction: every read inside the block sees the same state.
+
+        For exports and static copies that read the store several times and must agree with
+        themselves while another process writes.  The store's lock is held for the whole
+        block, so other threads wait; nested blocks join the outer one.  Do not write inside.
+        """
+        with self._lock:
+            if self._conn.in_transaction:
+                yield
+                return
+            with self._snapshot():
+                yield
+
+    def iter_rows(self, boards: Collection[str] | None = None, *, since_ms: int | None = None) -> Iterator[PostRow]:
+        """Stored posts (of ``boards``; created at or after ``since_ms``), in ascending key order.
+
+        Paged like :meth:`iter_keys`: memory stays bounded however large the store.  Inside
+        :meth:`snapshot` the posts yielded are exactly those stored when the block began.
+        """
+        for board, after in self._board_scopes(boards):
+            while True:
+                rows = self._rows_page(board, after, since_ms, _POST_COLUMNS)
+                yield from (PostRow(*row) for row in rows)
+                if len(rows) < _ROWS_CHUNK:
+                    break
+                after = (rows[-1][3], rows[-1][5], rows[-1][1])
+
+    def iter_sizes(self, boards: Collection[str] | None = None, *, since_ms: int | None = None) -> Iterator[int]:
+        """The byte length of each post :meth:`iter_rows` would yield, in the same order."""
+        for board, after in self._board_scopes(boards):
+            while True:
+                rows = self._rows_page(board, after, since_ms, "length(raw), board, created_at_ms, id")
+                yield from (row[0] for row in rows)
+                if len(rows) < _ROWS_CHUNK:
+                    break
+                after = (rows[-1][1], rows[-1][2], rows[-1][3])
+
+    @staticmethod
+    def _board_scopes(boards: Collection[str] | None) -> list[tuple[str | None, None]]:
+        if boards is None:
+            return [(None, None)]
+        return [(b, None) for b in sorted(set(boards), key=lambda b: b.encode("utf-8"))]
+
+    @_guarded
+    def _rows_page(self, board: str | None, after: tuple[Any, ...] | None, since_ms: int | None,
+                   columns: str) -> list[tuple]:
+        where: list[str] = []
+        params: list[Any] = []
+        if board is not None:
+            where.append("board = ?")
+            params.append(board)
+        if since_ms is not None:
+            where.append("created_at_ms >= ?")
+            params.append(since_ms)
+        if after is not None:
+            where.append("(board, created_at_ms, id) > (?, ?, ?)")
+            params.extend(after)
+        sql = f"SELECT {columns} FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY board, created_at_ms, id LIMIT ?"
+        params.append(_ROWS_CHUNK)
         return self._conn.execute(sql, params).fetchall()
 
     @_guarded

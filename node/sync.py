@@ -31,6 +31,8 @@ __all__ = ["PeerError", "PeerClient", "PublicOnlyResolver", "SyncReport", "sync_
 log = logging.getLogger("dazibao.sync")
 
 MSGPACK = "application/x-msgpack"
+ROUNDS_PER_PASS = 32
+MAX_PASSES = 1_000
 TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 
 
@@ -197,19 +199,32 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
     report.boards = scope
     if not scope:
         return report
-    initiator = Initiator(core.index, scope)
-    message: bytes | None = initiator.initiate()
-    while message is not None:
-        reply = await client.reconcile(message)
+    # A large difference (a fresh node joining a network of a million posts) takes more
+    # rounds than one conversation may have: reconcile for a bounded number of rounds, move
+    # what was learned, and start again from the smaller difference (docs/protocol.md, "Sync").
+    for _ in range(MAX_PASSES):
+        initiator = Initiator(core.index, scope)
+        message: bytes | None = initiator.initiate()
         try:
-            message = initiator.reconcile(reply)
+            while message is not None and initiator.rounds < ROUNDS_PER_PASS:
+                reply = await client.reconcile(message)
+                message = initiator.reconcile(reply)
         except RemoteProtocolError as exc:
             raise PeerError(client.url, exc.code, exc.message) from None
-    report.rounds = initiator.rounds
-    report.reconcile_bytes_sent = initiator.bytes_sent
-    report.reconcile_bytes_received = initiator.bytes_received
-    need, have = list(initiator.need), list(initiator.have)
+        report.rounds += initiator.rounds
+        report.reconcile_bytes_sent += initiator.bytes_sent
+        report.reconcile_bytes_received += initiator.bytes_received
+        before = (report.received, report.sent)
+        await _transfer(core, client, list(initiator.need), list(initiator.have), report, progress)
+        if message is None:
+            return report
+        if (report.received, report.sent) == before:
+            raise PeerError(client.url, "no_progress", "reconciliation is not converging")
+    raise PeerError(client.url, "no_progress", f"difference not settled in {MAX_PASSES} passes")
 
+
+async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have: list[bytes],
+                    report: SyncReport, progress: Progress | None) -> None:
     done = 0
     for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
         pending = list(chunk)
@@ -241,7 +256,6 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
             done += len(batch)
             if progress:
                 progress("send", done, len(have))
-    return report
 
 
 def _byte_batches(raws: Sequence[bytes]):

@@ -30,12 +30,19 @@ __all__ = [
     "FutureError",
     "RetractionError",
     "RetractionBoardError",
+    "ReconcileError",
     "KeyFileError",
     "KeyFileFormatError",
     "KeyFileTruncatedError",
     "KeyFileCorruptError",
     "KeyFileParamsError",
     "WrongPassphraseError",
+    "BundleError",
+    "BundleFormatError",
+    "BundleTruncatedError",
+    "BundleDamagedError",
+    "BundleMismatchError",
+    "BundlePartsError",
     "ERROR_CODES",
 ]
 
@@ -149,6 +156,12 @@ class RetractionError(ValidationError):
     code = "retract_not_author"
 
 
+class ReconcileError(ValidationError):
+    """A reconciliation reply is not an answer to what was asked."""
+
+    code = "bad_reconcile"
+
+
 class RetractionBoardError(RetractionError):
     """A retraction is not on the board of the post it names."""
 
@@ -192,6 +205,45 @@ class WrongPassphraseError(KeyFileError):
     """The passphrase does not open this key file."""
 
     code = "wrong_passphrase"
+
+
+# --- bundles (docs/bundles.md) ---------------------------------------------------------------
+
+
+class BundleError(RemoteProtocolError):
+    """The bundle file could not be read in full."""
+
+    code = "bundle"
+
+
+class BundleFormatError(BundleError):
+    """Not a dazibao bundle, or a bundle format version this implementation does not know."""
+
+    code = "bundle_format"
+
+
+class BundleTruncatedError(BundleError):
+    """The bundle ends before its trailer: it was cut off."""
+
+    code = "bundle_truncated"
+
+
+class BundleDamagedError(BundleError):
+    """Part of the bundle is damaged: a frame's marker, length or checksum is wrong."""
+
+    code = "bundle_damaged"
+
+
+class BundleMismatchError(BundleError):
+    """The bundle's trailer does not match its contents or its header: it was altered."""
+
+    code = "bundle_mismatch"
+
+
+class BundlePartsError(BundleError):
+    """Parts of a split bundle are missing, or disagree about how many parts there are."""
+
+    code = "bundle_parts"
 
 
 def _codes() -> dict[str, str]:

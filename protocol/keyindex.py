@@ -1,6 +1,6 @@
 """An ordered set of reconciliation keys with range fingerprints kept incrementally.
 
-docs/reconciliation.md, "Keys" and "Fingerprints".  A key is ``board UTF-8 || 0x00 ||
+docs/protocol.md, "Reconciliation", §2.  A key is ``board UTF-8 || 0x00 ||
 created_at_ms (8 bytes, big-endian) || id (32 bytes)`` (:func:`posts.post_key`); keys compare
 as plain bytes, so they sort by (board, time, id).  The fingerprint of a set of keys is::
 
@@ -9,12 +9,16 @@ as plain bytes, so they sort by (board, time, id).  The fingerprint of a set of 
 
 Layout: the keys live in sorted blocks of a few hundred keys (split when they grow past
 ``_MAX_BLOCK``, merged with a neighbour when they shrink below ``_MIN_BLOCK``).  Each block keeps
-the sum of its ids; prefix counts and prefix sums over the blocks are rebuilt lazily, from the
-first block that changed.  A range query is then two binary searches plus at most half a block
-of id additions at each end, however large the index -- never a scan of every key.
+the sum of its ids, and checkpoints: the sums of its first 32, 64, 96, ... ids (kept up to date
+on insert and delete at the cost of at most 16 more id additions; rebuilt after a split or merge
+when next needed).  Prefix counts and prefix sums over the blocks are
+rebuilt lazily, from the first block that changed.  The sum of the ids below any position is
+then a binary search, a block prefix, a checkpoint and at most 16 id additions, however large
+the index -- never a scan of every key.
 
-Memory is the key bytes themselves plus about one list slot per key: a million keys of about
-fifty bytes take around 100 MB.  Pure: no I/O, no clock, no randomness.
+Memory is the key bytes themselves plus about one list slot per key and one integer per 32
+keys: a million keys of about fifty bytes take around 100 MB.  Pure: no I/O, no clock, no
+randomness.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _MASK = (1 << 256) - 1
 _LOAD = 512  # keys per block after a bulk build
 _MAX_BLOCK = 2 * _LOAD  # a block that grows past this is split in two
 _MIN_BLOCK = _LOAD // 4  # a block that shrinks below this is merged into a neighbour
+_STRIDE = 32  # ids between two checkpoints of a block
 
 
 def fingerprint_of(id_sum: int, count: int) -> bytes:
@@ -50,6 +55,16 @@ def fingerprint_of(id_sum: int, count: int) -> bytes:
 def _id_sum(keys: Iterable[bytes]) -> int:
     # The id is always the last 32 bytes of a key.
     return sum(int.from_bytes(k[-ID_BYTES:], "little") for k in keys)
+
+
+def _checkpoints(block: list[bytes]) -> list[int]:
+    """[sum of the first 0, 32, 64, ... ids of block] (not reduced mod 2**256)."""
+    out = [0]
+    total = 0
+    for m in range(0, len(block) - _STRIDE + 1, _STRIDE):
+        total += _id_sum(block[m : m + _STRIDE])
+        out.append(total)
+    return out
 
 
 def _check_key(key: object) -> bytes:
@@ -71,13 +86,17 @@ class KeyIndex:
     key (bytes of 42 to 233 bytes with 0x00 before the time and id).
     """
 
-    __slots__ = ("_blocks", "_firsts", "_sums", "_pre_n", "_pre_s", "_dirty", "_len")
+    __slots__ = ("_blocks", "_firsts", "_sums", "_marks", "_pre_n", "_pre_s", "_dirty", "_len")
 
     def __init__(self, keys: Iterable[bytes] = ()) -> None:
         ordered = sorted({_check_key(k) for k in keys})
         self._blocks: list[list[bytes]] = [ordered[i : i + _LOAD] for i in range(0, len(ordered), _LOAD)]
         self._firsts: list[bytes] = [b[0] for b in self._blocks]
-        self._sums: list[int] = [_id_sum(b) & _MASK for b in self._blocks]
+        # Checkpoints of each block (None: to be rebuilt when next needed), and block sums.
+        self._marks: list[list[int] | None] = [_checkpoints(b) for b in self._blocks]
+        self._sums: list[int] = [
+            (m[-1] + _id_sum(b[(len(m) - 1) * _STRIDE :])) & _MASK for b, m in zip(self._blocks, self._marks)
+        ]
         self._len = len(ordered)
         self._pre_n: list[int] = [0]
         self._pre_s: list[int] = [0]
@@ -108,6 +127,7 @@ class KeyIndex:
             blocks.append([key])
             self._firsts.append(key)
             self._sums.append(_id_sum((key,)))
+            self._marks.append(None)
             self._len = 1
             self._dirty = 0
             return True
@@ -119,7 +139,16 @@ class KeyIndex:
         blk.insert(i, key)
         if i == 0:
             self._firsts[j] = key
-        self._sums[j] = (self._sums[j] + _id_sum((key,))) & _MASK
+        new = _id_sum((key,))
+        self._sums[j] = (self._sums[j] + new) & _MASK
+        marks = self._marks[j]
+        if marks is not None:
+            # Each checkpoint past the new key now counts it and no longer counts the id that
+            # was pushed past it; a block that reaches a multiple of the stride gains one.
+            for m in range(i // _STRIDE + 1, len(marks)):
+                marks[m] += new - _id_sum((blk[m * _STRIDE],))
+            if len(blk) % _STRIDE == 0:
+                marks.append(marks[-1] + _id_sum(blk[-_STRIDE:]))
         self._len += 1
         if len(blk) > _MAX_BLOCK:
             self._split_block(j)
@@ -138,9 +167,16 @@ class KeyIndex:
             return False
         del blk[i]
         self._len -= 1
-        self._sums[j] = (self._sums[j] - _id_sum((key,))) & _MASK
+        old = _id_sum((key,))
+        self._sums[j] = (self._sums[j] - old) & _MASK
+        marks = self._marks[j]
+        if marks is not None:
+            # The mirror image of add().
+            del marks[len(blk) // _STRIDE + 1 :]
+            for m in range(i // _STRIDE + 1, len(marks)):
+                marks[m] += _id_sum((blk[m * _STRIDE - 1],)) - old
         if not blk:
-            del self._blocks[j], self._firsts[j], self._sums[j]
+            del self._blocks[j], self._firsts[j], self._sums[j], self._marks[j]
         else:
             if i == 0:
                 self._firsts[j] = blk[0]
@@ -157,6 +193,7 @@ class KeyIndex:
         self._blocks[j : j + 1] = [left, right]
         self._firsts[j : j + 1] = [left[0], right[0]]
         self._sums[j : j + 1] = [(self._sums[j] - right_sum) & _MASK, right_sum]
+        self._marks[j : j + 1] = [None, None]
 
     def _merge_block(self, j: int) -> int:
         # Merge block j into its right neighbour (or the left one for the last block); return
@@ -168,6 +205,7 @@ class KeyIndex:
         self._blocks[j : j + 2] = [merged]
         self._firsts[j : j + 2] = [merged[0]]
         self._sums[j : j + 2] = [total]
+        self._marks[j : j + 2] = [None]
         if len(merged) > _MAX_BLOCK:
             self._split_block(j)
         return j
@@ -214,11 +252,18 @@ class KeyIndex:
         if i == 0:
             return self._pre_s[j]
         blk = self._blocks[j]
-        # Add up whichever side of the offset is shorter: at most half a block.
-        if i <= len(blk) // 2:
-            part = _id_sum(blk[:i])
+        marks = self._marks[j]
+        if marks is None:
+            marks = self._marks[j] = _checkpoints(blk)
+        # Start from the nearest checkpoint (or the block's end) and add at most 16 ids.
+        m, r = divmod(i, _STRIDE)
+        if r <= _STRIDE // 2 or m + 1 >= len(marks):
+            if m + 1 >= len(marks) and len(blk) - i < r:
+                part = self._sums[j] - _id_sum(blk[i:])
+            else:
+                part = marks[m] + _id_sum(blk[m * _STRIDE : i])
         else:
-            part = self._sums[j] - _id_sum(blk[i:])
+            part = marks[m + 1] - _id_sum(blk[i : (m + 1) * _STRIDE])
         return (self._pre_s[j] + part) & _MASK
 
     # --- positions -------------------------------------------------------------------------

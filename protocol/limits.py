@@ -46,6 +46,10 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_ids_per_request", 1_024, "ids", "post ids in one fetch or announce request"),
     Limit("max_posts_per_batch", 512, "posts", "posts in one push or fetch response"),
     Limit("max_boards_per_request", 256, "boards", "boards named in one request"),
+    # Bundles (docs/bundles.md).
+    Limit("max_bundle_header_bytes", 262_144, "bytes", "payload of a bundle's header frame"),
+    Limit("max_bundle_boards", 1_024, "boards", "boards named in a bundle's header"),
+    Limit("max_bundle_parts", 9_999, "parts", "parts of one split bundle"),
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
@@ -76,3 +80,6 @@ MAX_REQUEST_BYTES = by_name("max_request_bytes")
 MAX_IDS_PER_REQUEST = by_name("max_ids_per_request")
 MAX_POSTS_PER_BATCH = by_name("max_posts_per_batch")
 MAX_BOARDS_PER_REQUEST = by_name("max_boards_per_request")
+MAX_BUNDLE_HEADER_BYTES = by_name("max_bundle_header_bytes")
+MAX_BUNDLE_BOARDS = by_name("max_bundle_boards")
+MAX_BUNDLE_PARTS = by_name("max_bundle_parts")

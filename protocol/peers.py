@@ -8,14 +8,15 @@ choices here, with the clock passed in as ``now_ms`` and randomness as ``rng``.
 from __future__ import annotations
 
 import ipaddress
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import ValidationError
 
 __all__ = [
+    "Rng",
     "PeerAddressError",
     "PeerState",
     "normalize_peer_url",
@@ -40,6 +41,14 @@ FORGET_AFTER_FAILURES = 8
 FORGET_AFTER_MS = 86_400_000
 #: Most peer addresses taken from one peer-exchange answer.
 MAX_PEERS_PER_EXCHANGE = 32
+
+
+class Rng(Protocol):
+    """The randomness the policy takes from its caller (``random.Random`` fits)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+    def choice(self, seq: Sequence[Any]) -> Any: ...
+    def sample(self, population: Sequence[Any], k: int) -> list[Any]: ...
 
 
 class PeerAddressError(ValidationError):
@@ -129,7 +138,7 @@ class PeerState:
     added_at_ms: int = 0
 
 
-def backoff_ms(failures: int, rng: random.Random) -> int:
+def backoff_ms(failures: int, rng: Rng) -> int:
     """Delay before trying a peer again after ``failures`` failures in a row.
 
     5 s, 10 s, 20 s, ... doubling up to an hour, jittered by +-25% so that many nodes that lost
@@ -147,14 +156,14 @@ def due(peers: Iterable[PeerState], now_ms: int, exclude: Iterable[str] = ()) ->
     return [p for p in peers if p.next_try_at_ms <= now_ms and p.url not in skip]
 
 
-def choose_sync_peer(peers: Sequence[PeerState], now_ms: int, rng: random.Random,
+def choose_sync_peer(peers: Sequence[PeerState], now_ms: int, rng: Rng,
                      exclude: Iterable[str] = ()) -> str | None:
     """A random peer for anti-entropy among those due, or None."""
     candidates = due(peers, now_ms, exclude)
     return rng.choice(candidates).url if candidates else None
 
 
-def choose_push_targets(peers: Sequence[PeerState], k: int, now_ms: int, rng: random.Random,
+def choose_push_targets(peers: Sequence[PeerState], k: int, now_ms: int, rng: Rng,
                         exclude: Iterable[str] = ()) -> list[str]:
     """Up to ``k`` distinct random peers, among those due, to announce fresh posts to."""
     candidates = due(peers, now_ms, exclude)

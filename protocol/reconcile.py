@@ -1,4 +1,4 @@
-"""Range-based set reconciliation, negentropy-shaped (docs/reconciliation.md).
+"""Range-based set reconciliation, negentropy-shaped (docs/protocol.md, "Reconciliation").
 
 Two nodes find the posts one has and the other lacks by exchanging fingerprints of key ranges,
 splitting the ranges that differ and listing ids once a range is small.  The cost grows with
@@ -10,7 +10,7 @@ the difference, not with the size of the stores.
 * :func:`respond` is the side that answers: stateless, a pure function of its index and the
   message, so every round can be an independent HTTP request.
 
-Section numbers in comments (§n) refer to docs/reconciliation.md.  Pure: no I/O, no clock, no
+Section numbers in comments (§n) refer to the subsections of docs/protocol.md, "Reconciliation".  Pure: no I/O, no clock, no
 randomness.
 """
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import limits, wire
-from .errors import FieldError, LocalProtocolError, TooLargeError, ValidationError, VersionError
-from .keyindex import FINGERPRINT_BYTES, ID_BYTES, KeyIndex
+from .errors import FieldError, LocalProtocolError, ReconcileError, TooLargeError, VersionError
+from .keyindex import FINGERPRINT_BYTES, ID_BYTES, MAX_KEY_BYTES, KeyIndex
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -51,7 +51,7 @@ SPLIT_PARTS = 18
 #: Of those, how many cut the newest share of the range geometrically (§6.3).
 TAIL_PARTS = 7
 #: A differing range with at most this many own keys is answered with an IdList (§6.3).
-IDLIST_THRESHOLD = 16
+IDLIST_THRESHOLD = 24
 #: Replies an Initiator accepts before it gives up on a conversation (§8).
 MAX_ROUNDS = 64
 
@@ -129,8 +129,9 @@ class _Params:
         for name, value in locals().items():
             if name != "cls" and type(value) is not int:
                 raise LocalProtocolError(f"{name} must be an integer")
-        if max_bound_bytes < 1:
-            raise LocalProtocolError("max_bound_bytes must be positive")
+        if max_bound_bytes < MAX_KEY_BYTES:
+            # §4: a bound may need every byte of a key to separate it from its predecessor.
+            raise LocalProtocolError(f"max_bound_bytes must be at least {MAX_KEY_BYTES}, the longest key")
         fp_max = _range_cost(b"\0" * max_bound_bytes, MODE_FINGERPRINT)
         # §7.3: a message must hold a leading Skip, a two-way split, a remainder and a trailing
         # Skip with room to spare, or a conversation could stall.
@@ -277,9 +278,6 @@ class _Out:
             self.ranges.append([bound, mode, payload])
         self.end = bound
 
-    def all_skip(self) -> bool:
-        return all(r[1] == MODE_SKIP for r in self.ranges)
-
     def encode(self) -> bytes:
         return wire.pack([PROTOCOL_VERSION, self.ranges])
 
@@ -328,7 +326,7 @@ def _split_offsets(count: int, parts: int, tail_parts: int) -> list[int]:
 
 
 def _split(
-    index: KeyIndex, start: int, stop: int, hi: bytes | None, parts: int, tail_parts: int, p: _Params
+    index: KeyIndex, start: int, stop: int, hi: bytes | None, parts: int, tail_parts: int
 ) -> list[tuple[bytes | None, bytes]]:
     """Cut own keys [start, stop) into sub-ranges; [(upper_bound, fingerprint), ...].
 
@@ -353,7 +351,7 @@ def _split(
             here = pos - slack - 1 + i
             if best is None or len(cand) < len(best) or (len(cand) == len(best) and abs(here - pos) < abs(best_pos - pos)):
                 best, best_pos = cand, here
-        if best is not None and len(best) <= p.max_bound_bytes:
+        if best is not None:
             cuts.append(best_pos)
             bounds.append(best)
     cuts.append(stop)
@@ -464,7 +462,10 @@ def _answer(
         list_limit = p.idlist_threshold
     else:
         # An IdList reaching the responder is answered with its own list if that is not too
-        # long; one reaching the Initiator is settled by the caller (§6.4), never here.
+        # long, or with Skip if the lists agree; one reaching the Initiator is settled by the
+        # caller (§6.4), never here.
+        if count == len(payload) and set(index.ids_at(start, stop)) == set(payload):
+            return [(hi, MODE_SKIP, None)]
         list_limit = p.max_idlist_ids
     if count <= list_limit and _range_cost(hi, MODE_IDLIST, count) <= room and room_ranges >= 1:
         return [(hi, MODE_IDLIST, index.ids_at(start, stop))]
@@ -480,7 +481,7 @@ def _answer(
     # before IdLists, where equal parts serve best.
     tail_parts = p.tail_parts if parts == p.split_parts else 1
     while parts >= 2:
-        pieces = _split(index, start, stop, hi, parts, tail_parts, p)
+        pieces = _split(index, start, stop, hi, parts, tail_parts)
         if len(pieces) >= 2 and _split_cost(pieces) <= room:
             return [(b, MODE_FINGERPRINT, fp) for b, fp in pieces]
         parts //= 2
@@ -577,7 +578,7 @@ class Initiator:
         """Process the peer's reply; the next message to send, or None when reconciliation is done.
 
         Accumulates ``have`` and ``need``.  Raises any error of :func:`decode_message`,
-        ValidationError for a reply that is not an answer to what was asked (work outside the
+        ReconcileError for a reply that is not an answer to what was asked (work outside the
         ranges we sent, an IdList across them), TooLargeError when the conversation would
         exceed ``max_rounds`` round trips -- all RemoteProtocolError; after one, the
         conversation is over (``have``/``need`` keep what was settled until then).  Raises
@@ -596,7 +597,6 @@ class Initiator:
             max_idlist_ids=p.max_idlist_ids,
             max_bound_bytes=p.max_bound_bytes,
         )
-        index = self._index
         items: list[tuple[bytes, bytes, int, Any]] = []
         lo = b""
         for bound, mode, payload in ranges:
@@ -624,7 +624,7 @@ class Initiator:
             overlap.append(self._open[k])
             k += 1
         if not overlap:
-            raise ValidationError("reconciliation reply has work in a range that was not asked about")
+            raise ReconcileError("reconciliation reply has work in a range that was not asked about")
         index = self._index
         start = index.index_of(lo)
         stop = max(start, index.index_of(hi))
@@ -632,7 +632,7 @@ class Initiator:
         inside = len(overlap) == 1 and olo <= lo and _le(hi, ohi)
         if mode == MODE_IDLIST:
             if not inside:
-                raise ValidationError("reconciliation reply has an IdList across ranges that were not asked about")
+                raise ReconcileError("reconciliation reply has an IdList across ranges that were not asked about")
             self._settle(start, stop, payload)
             return
         if inside:

@@ -3,8 +3,8 @@
 The same protocol code a real node runs -- signed posts (posts.check_post), the reconciliation
 index and messages (keyindex, reconcile), the announce/want exchange, and the peer policy
 (peers: push targets, sync partner, back-off, forgetting) -- driven by a fake clock over fake
-lossy links.  Everything random comes from one ``random.Random(seed)``, so a failing seed is
-reproduced from the seed alone.
+lossy links.  Everything random comes from the one ``rng`` the caller passes (a
+``random.Random(seed)``), so a failing seed is reproduced from the seed alone.
 
 Time advances in **rounds**.  In one round every live node (1) announces the posts it learned
 in the previous round to ``fanout`` peers, which ask only for the ids they lack and have not
@@ -20,7 +20,6 @@ Two baselines run on the same topology and seed, for the spread benchmark:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -72,10 +71,11 @@ class SimNode:
 class Simulation:
     """A network of SimNodes; :meth:`step` runs one round."""
 
-    def __init__(self, config: SimConfig, seed: int) -> None:
+    def __init__(self, config: SimConfig, rng: policy.Rng, *, label: str = "") -> None:
+        """``rng`` is the run's only source of randomness (``random.Random(seed)``)."""
         self.config = config
-        self.seed = seed
-        self.rng = random.Random(seed)
+        self.label = label
+        self.rng = rng
         self.round = 0
         self.messages = 0
         self.dropped = 0
@@ -102,7 +102,7 @@ class Simulation:
         down = self.rng.sample(self.nodes, int(config.down * config.nodes))
         for node in down:
             node.alive = False
-        self._key = SigningKey(random.Random(seed ^ 0x5EED).randbytes(32))
+        self._key = SigningKey(bytes(self.rng.randrange(256) for _ in range(32)))
         self._made = 0
 
     # --- the fake world ------------------------------------------------------------------
@@ -126,7 +126,7 @@ class Simulation:
             node = self.rng.choice([n for n in self.nodes if n.alive])
         self._made += 1
         post = posts.create_post(self._key, kind="post", board=board or self.config.boards[0],
-                                 body=f"post {self._made} of seed {self.seed}",
+                                 body=f"post {self._made} {self.label}".rstrip(),
                                  created_at_ms=self.now_ms + self._made)
         node.add(post)
         return post
@@ -273,9 +273,9 @@ class SpreadResult:
     messages: int
 
 
-def spread(config: SimConfig, seed: int, *, max_rounds: int = 200) -> SpreadResult:
+def spread(config: SimConfig, rng: policy.Rng, *, max_rounds: int = 200) -> SpreadResult:
     """Inject one post at a random live node; run until every live node has it."""
-    sim = Simulation(config, seed)
+    sim = Simulation(config, rng)
     post = sim.make_post()
     while not sim.converged([post.id]) and sim.round < max_rounds:
         sim.step()

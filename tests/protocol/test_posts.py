@@ -721,9 +721,10 @@ def test_error_codes_are_stable_and_documented():
     assert set(errors.ERROR_CODES) == {
         "invalid", "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large",
         "unknown_kind", "bad_board", "bad_body", "bad_signature", "future", "retract_not_author",
-        "retract_wrong_board",
+        "retract_wrong_board", "bad_reconcile",
         "keyfile", "keyfile_format", "keyfile_truncated", "keyfile_corrupt", "keyfile_params",
         "wrong_passphrase",
+        "bundle", "bundle_format", "bundle_truncated", "bundle_damaged", "bundle_mismatch", "bundle_parts",
     }
     err = BoardError("board name must be 1 to 64 characters")
     assert str(err) == "bad_board: board name must be 1 to 64 characters"

@@ -24,6 +24,8 @@ FORBIDDEN_MODULES = {
     # Other ways to reach the network, other processes or threads; none belongs in a sans-IO core.
     "selectors", "ssl", "http", "urllib", "subprocess", "threading", "multiprocessing", "concurrent",
 }
+# Pure string handling inside an otherwise forbidden package (peer URLs are parsed, not fetched).
+PURE_SUBMODULES = {"urllib.parse"}
 # Clock and entropy reached through modules that are otherwise fine to import (os, datetime).
 FORBIDDEN_ATTRIBUTES = {
     ("os", "urandom"), ("os", "getrandom"),
@@ -36,6 +38,8 @@ ALLOWED_THIRD_PARTY = {"msgpack", "cryptography", "nacl"}
 
 
 def _forbidden_module(name: str) -> bool:
+    if any(name == ok or name.startswith(ok + ".") for ok in PURE_SUBMODULES):
+        return False
     return any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN_MODULES)
 
 

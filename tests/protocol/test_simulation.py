@@ -33,8 +33,8 @@ def random_config(seed: int) -> SimConfig:
 def run(config: SimConfig, seed: int) -> Simulation:
     """Posts made at random live nodes during a churning phase; then everyone is back up
     (nodes that were down come back, as they do) and gossip must finish the job."""
-    sim = Simulation(config, seed)
-    rng = random.Random(seed)
+    sim = Simulation(config, random.Random(seed), label=f"seed {seed}")
+    rng = random.Random(~seed)
     for _ in range(rng.randint(5, 30)):
         if rng.random() < 0.5 and sim.live():
             sim.make_post(board=rng.choice(config.boards))
@@ -73,14 +73,14 @@ def test_a_seed_reproduces_its_run():
 
 def test_one_post_reaches_every_live_node_with_few_copies():
     for strategy in ("dazibao", "push_pull"):
-        result = spread(SimConfig(nodes=60, strategy=strategy, down=0.1, loss=0.2), seed=3)
+        result = spread(SimConfig(nodes=60, strategy=strategy, down=0.1, loss=0.2), random.Random(3))
         assert result.reached == result.live
-    clean = spread(SimConfig(nodes=60), seed=3)
+    clean = spread(SimConfig(nodes=60), random.Random(3))
     assert clean.reached == clean.live and clean.copies_per_node <= 1.0
 
 
 def test_peer_exchange_grows_a_sparse_network():
-    sim = Simulation(SimConfig(nodes=30, degree=1, max_peers=10), seed=11)
+    sim = Simulation(SimConfig(nodes=30, degree=1, max_peers=10), random.Random(11))
     before = sum(len(n.peers) for n in sim.nodes)
     for _ in range(20):
         sim.step()
@@ -91,7 +91,7 @@ def test_peer_exchange_grows_a_sparse_network():
 
 
 def test_a_dead_peer_is_backed_off():
-    sim = Simulation(SimConfig(nodes=3, degree=2, peer_exchange=False), seed=1)
+    sim = Simulation(SimConfig(nodes=3, degree=2, peer_exchange=False), random.Random(1))
     dead = sim.nodes[2]
     dead.alive = False
     for _ in range(6):

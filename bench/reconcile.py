@@ -1,0 +1,186 @@
+"""Benchmark: range-based set reconciliation against the size of the difference.
+
+Two in-memory nodes hold n realistic keys (five boards of uneven activity, timestamps spread
+over a year, random ids) and differ by d posts, either at random (each missing post missing on
+a random side) or clustered in time: the newest d posts missing on one side, as for a node that
+was offline for a while -- ``clustered`` when the Initiator lacks them (the node coming back
+asks), ``clustered_rev`` when the responder lacks them (a peer asks the node coming back).
+
+For each case: round trips, bytes each way, responder CPU per round (process time around
+``respond``), and the CPU of one full scan of the index (iterating and summing every id), which
+is what a round would cost without incrementally kept fingerprints.  Figures are ratios or
+counts measured in the same run; nothing here is a wall-clock assertion.
+
+``main(quick)`` prints a table and returns flat figures such as
+``n1000000_d1_random_round_trips`` and ``identical_1m_bytes``.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+
+from dazibao.protocol.keyindex import KeyIndex
+from dazibao.protocol.posts import post_key
+from dazibao.protocol.reconcile import Initiator, respond
+
+BOARDS = ("general", "housing", "transit", "events", "help")
+WEIGHTS = (0.40, 0.25, 0.15, 0.12, 0.08)
+T0_MS = 1_700_000_000_000
+YEAR_MS = 365 * 86_400_000
+LABELS = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}
+KINDS = ("random", "clustered", "clustered_rev")
+
+
+def make_posts(rng: random.Random, n: int) -> list[tuple[str, int, bytes]]:
+    boards = rng.choices(BOARDS, WEIGHTS, k=n)
+    return [(b, T0_MS + rng.randrange(YEAR_MS), rng.randbytes(32)) for b in boards]
+
+
+def build(posts: list[tuple[str, int, bytes]]) -> KeyIndex:
+    # Each node derives its own key objects, as a real node does from its store.
+    return KeyIndex(post_key(b, t, i) for b, t, i in posts)
+
+
+def scan_cpu(index: KeyIndex) -> float:
+    """Process time of one full scan: iterate over every key and sum the ids."""
+    t = time.process_time()
+    total = 0
+    for key in index:
+        total += int.from_bytes(key[-32:], "little")
+    return time.process_time() - t
+
+
+def converse(a: KeyIndex, b: KeyIndex, boards) -> dict:
+    """Run one reconciliation, ``a`` asking and ``b`` answering."""
+    init = Initiator(a, boards)
+    msg = init.initiate()
+    round_cpu = []
+    biggest = len(msg)
+    while msg is not None:
+        t = time.process_time()
+        reply = respond(b, msg)
+        round_cpu.append(time.process_time() - t)
+        biggest = max(biggest, len(reply))
+        msg = init.reconcile(reply)
+        if msg is not None:
+            biggest = max(biggest, len(msg))
+    return {
+        "init": init,
+        "round_trips": init.rounds,
+        "bytes_sent": init.bytes_sent,
+        "bytes_received": init.bytes_received,
+        "bytes_total": init.bytes_sent + init.bytes_received,
+        "largest_message": biggest,
+        "cpu_mean": sum(round_cpu) / len(round_cpu),
+        "cpu_max": max(round_cpu),
+    }
+
+
+def run_case(rng, posts, by_age, a, b, d, kind) -> dict:
+    """Make a and b differ by d posts of the given kind, converse, check, and restore them."""
+    n = len(posts)
+    if kind == "random":
+        picked = rng.sample(range(n), d)
+        from_a = [i for i in picked if rng.random() < 0.5]
+        from_b = sorted(set(picked) - set(from_a))
+    else:
+        newest = by_age[n - d :] if d else []
+        from_a, from_b = (newest, []) if kind == "clustered" else ([], newest)
+    keys = {i: post_key(*posts[i]) for i in from_a + from_b}
+    for i in from_a:
+        a.remove(keys[i])
+    for i in from_b:
+        b.remove(keys[i])
+    try:
+        result = converse(a, b, BOARDS)
+    finally:
+        for i in from_a:
+            a.add(keys[i])
+        for i in from_b:
+            b.add(keys[i])
+    init = result.pop("init")
+    if sorted(init.need) != sorted(posts[i][2] for i in from_a) or sorted(init.have) != sorted(posts[i][2] for i in from_b):
+        raise AssertionError(f"reconciliation of n={n} d={d} {kind} did not find the difference")
+    return result
+
+
+def main(quick: bool) -> dict[str, float]:
+    sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
+    diffs = (0, 1, 100, 10_000)
+    rng = random.Random(20240601)
+    out: dict[str, float] = {}
+    rows = []
+    for n in sizes:
+        label = LABELS[n]
+        posts = make_posts(rng, n)
+        t = time.perf_counter()
+        a = build(posts)
+        b = build(posts)
+        out[f"n{n}_build_two_indexes_s"] = round(time.perf_counter() - t, 2)
+        out[f"n{n}_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        by_age = sorted(range(n), key=lambda i: posts[i][1])
+        scan = min(scan_cpu(a) for _ in range(2))
+        out[f"n{n}_scan_cpu_ms"] = round(scan * 1000, 2)
+        worst_round = 0.0
+        for d in diffs:
+            for kind in KINDS if d else ("identical",):
+                r = run_case(rng, posts, by_age, a, b, d, kind)
+                name = f"n{n}_d{d}_{kind}"
+                for field in ("round_trips", "bytes_sent", "bytes_received", "bytes_total", "largest_message"):
+                    out[f"{name}_{field}"] = r[field]
+                out[f"{name}_responder_cpu_ms_per_round"] = round(r["cpu_mean"] * 1000, 3)
+                out[f"{name}_responder_cpu_ms_max_round"] = round(r["cpu_max"] * 1000, 3)
+                out[f"{name}_scan_over_round_cpu"] = round(scan / max(r["cpu_mean"], 1e-9), 1)
+                if kind.startswith("clustered"):
+                    budget = 1.5 * d * 32 + 2048
+                    out[f"{name}_bytes_over_target"] = round(r["bytes_total"] / budget, 3)
+                if d == 0:
+                    out[f"identical_{label}_bytes"] = r["bytes_total"]
+                    out[f"identical_{label}_round_trips"] = r["round_trips"]
+                worst_round = max(worst_round, r["cpu_max"])
+                rows.append((n, d, kind, r))
+        # How many times less than one scan of its store a round costs the responder: for the
+        # small differences of everyday anti-entropy, and for the worst round of any case.
+        small = max(r["cpu_mean"] for m, d, _, r in rows if m == n and d <= 1)
+        out[f"n{n}_scan_over_small_diff_round_cpu"] = round(scan / max(small, 1e-9), 1)
+        out[f"n{n}_scan_over_worst_round_cpu"] = round(scan / max(worst_round, 1e-9), 1)
+        del a, b, posts, by_age
+
+    print(f"{'n':>9} {'d':>6} {'kind':<14} {'rounds':>6} {'sent':>9} {'received':>9} {'largest':>8} "
+          f"{'cpu/round ms':>12} {'max ms':>8} {'vs target':>9}")
+    for n, d, kind, r in rows:
+        target = ""
+        if kind.startswith("clustered"):
+            target = f"{r['bytes_total'] / (1.5 * d * 32 + 2048):.2f}x"
+        print(f"{n:>9} {d:>6} {kind:<14} {r['round_trips']:>6} {r['bytes_sent']:>9} {r['bytes_received']:>9} "
+              f"{r['largest_message']:>8} {r['cpu_mean'] * 1000:>12.2f} {r['cpu_max'] * 1000:>8.2f} {target:>9}")
+    for n in sizes:
+        print(f"n={n}: two indexes built in {out[f'n{n}_build_two_indexes_s']} s (max RSS {out[f'n{n}_max_rss_mb']} MB); "
+              f"full scan {out[f'n{n}_scan_cpu_ms']} ms of CPU = {out[f'n{n}_scan_over_small_diff_round_cpu']}x a round "
+              f"with d <= 1, {out[f'n{n}_scan_over_worst_round_cpu']}x the worst round of any case")
+
+    # The targets of docs/reconciliation.md, "Measurements": 1.0 when met, 0.0 when not.
+    big = sizes[-1]
+    label = LABELS[big]
+    checks = {
+        f"target_identical_{label}_one_round_under_1kb": out[f"identical_{label}_round_trips"] == 1 and out[f"identical_{label}_bytes"] < 1024,
+        f"target_n{big}_d1_random_at_most_4_rounds": out[f"n{big}_d1_random_round_trips"] <= 4,
+        f"target_n{big}_d1_clustered_at_most_4_rounds": out[f"n{big}_d1_clustered_round_trips"] <= 4,
+    }
+    for n in sizes:
+        for d in diffs[1:]:
+            for kind in ("clustered", "clustered_rev"):
+                checks[f"target_n{n}_d{d}_{kind}_bytes"] = out[f"n{n}_d{d}_{kind}_bytes_over_target"] <= 1.0
+    for name, ok in checks.items():
+        out[name] = 1.0 if ok else 0.0
+    missed = [name for name, ok in checks.items() if not ok]
+    print(f"targets met: {len(checks) - len(missed)} of {len(checks)}" + (f"; missed: {', '.join(missed)}" if missed else ""))
+    return {k: float(v) for k, v in out.items()}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(main("--quick" in sys.argv))

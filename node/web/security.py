@@ -1,0 +1,134 @@
+"""The member UI's request checks: which Host and Origin it answers, and the headers of every response.
+
+These are pure functions of header values, so that they can be tested without a server.
+docs/web-ui.md ("Security model") explains what each one defends against.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECURITY_HEADERS",
+    "allowed_hosts",
+    "host_allowed",
+    "origin_allowed",
+    "fetch_site_allowed",
+    "tokens_equal",
+    "safe_next",
+]
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "connect-src 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+])
+
+#: Sent with every response of the UI listener, errors and static files included.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # Other sites may not embed or read this UI's resources, nor share a window with it.
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _host_name(host: str) -> str | None:
+    """The listen host as it appears in a Host header; None for a wildcard address."""
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or None
+    if address.is_unspecified:  # 0.0.0.0 or :: is not a name a browser can use
+        return None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+def allowed_hosts(listen_host: str, port: int) -> frozenset[str]:
+    """Host header values the UI answers: the configured listen host and the loopback names,
+    each with the bound port (and without it when the port is 80, as browsers send it).
+
+    Any other Host, in particular a name an attacker's DNS points at 127.0.0.1 (DNS
+    rebinding), is refused.
+    """
+    names = set(_LOOPBACK_NAMES)
+    configured = _host_name(listen_host)
+    if configured:
+        names.add(configured)
+    hosts = {f"{name}:{port}" for name in names}
+    if port == 80:
+        hosts |= names
+    return frozenset(hosts)
+
+
+def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request's Host header is one of ``allowed`` (case-insensitive)."""
+    if not host_header:
+        return False
+    return host_header.strip().lower() in allowed
+
+
+def origin_allowed(origin: str | None, host_header: str, sec_fetch_site: str | None = None) -> bool:
+    """Whether a request's Origin header (RFC 6454) is absent or this UI's own origin.
+
+    The UI is served over plain HTTP on the (already checked) Host, so its origin is
+    ``http://`` plus that Host.  ``null`` is accepted only together with ``Sec-Fetch-Site:
+    same-origin``: the UI's pages have ``Referrer-Policy: no-referrer``, under which browsers
+    send ``Origin: null`` for the page's own forms (Fetch standard, "append a request Origin
+    header"), and the Fetch Metadata header, which no page can forge, says where the form
+    really came from.  A ``null`` from anywhere else (a sandboxed frame, an opaque redirect)
+    is refused, as is every other origin.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if origin == "null":
+        return (sec_fetch_site or "").strip().lower() == "same-origin"
+    return origin == "http://" + host_header.strip().lower()
+
+
+def fetch_site_allowed(sec_fetch_site: str | None) -> bool:
+    """Whether a request's Sec-Fetch-Site header (Fetch Metadata) allows a state change.
+
+    Browsers that send it say ``same-origin`` for this UI's own forms; ``same-site`` would
+    be another port of 127.0.0.1, and ``cross-site`` any web page.
+    """
+    return sec_fetch_site is None or sec_fetch_site.strip().lower() in ("same-origin", "none")
+
+
+def tokens_equal(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a submitted CSRF token with the session's."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A local path to go back to after a form, or ``default``: never another site.
+
+    Only paths that start with a single ``/`` are kept (``//host`` and ``/\\host`` are
+    addresses of other sites to a browser).
+    """
+    if not value or len(value) > 2_000:
+        return default
+    if not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if any(ch in value for ch in "\\\r\n\t") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return default
+    return value
