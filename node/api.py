@@ -8,6 +8,7 @@ writes nothing.  The member web UI is never served here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -34,9 +35,38 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+class RateLimiter:
+    """A token bucket per client address (limits: max_requests_per_s, max_request_burst)."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, rate: float = limits.MAX_REQUESTS_PER_S, burst: float = limits.MAX_REQUEST_BURST) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str, now: float) -> bool:
+        tokens, last = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) >= self.MAX_CLIENTS and client not in self._buckets:
+            # Forget the clients whose buckets are full again: they are owed nothing.
+            self._buckets = {c: (t, l) for c, (t, l) in self._buckets.items()
+                             if t + (now - l) * self.rate < self.burst}
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return False
+        self._buckets[client] = (tokens - 1, now)
+        return True
+
+
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     core = request.app[CORE]
+    if not request.app[LIMITER].allow(request.remote or "", asyncio.get_running_loop().time()):
+        core.counters.rejected["rate_limited"] += 1
+        return error_response(429, "rate_limited", "too many requests; slow down")
     try:
         return await handler(request)
     except RemoteProtocolError as exc:
@@ -146,6 +176,7 @@ def make_gossip_app(core: NodeCore) -> web.Application:
     """The aiohttp application of the gossip listener."""
     app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES, middlewares=[errors_middleware])
     app[CORE] = core
+    app[LIMITER] = RateLimiter()
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/peers", peer_list)
     app.router.add_post("/v1/reconcile", reconcile_round)

@@ -21,7 +21,15 @@ KEY_SUFFIX = ".dzbkey"
 
 
 class KeyStoreError(Exception):
-    """A pseudonym could not be created, found or opened.  The message says why."""
+    """A pseudonym could not be created, found or opened.  The message says why.
+
+    ``code`` is the key file's stable error code (e.g. ``wrong_passphrase``,
+    ``keyfile_corrupt``) when opening the file failed, else None.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +134,7 @@ class KeyStore:
         try:
             key, _ = identity.open_key_file(pseudonym.path.read_bytes(), passphrase)
         except KeyFileError as exc:
-            raise KeyStoreError(f"{pseudonym.name}: {exc.message}") from None
+            raise KeyStoreError(f"{pseudonym.name}: {exc.message}", exc.code) from None
         return pseudonym, key
 
     def export(self, name: str, out: Path) -> Pseudonym:

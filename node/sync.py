@@ -55,6 +55,7 @@ class SyncReport:
     duplicates: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     sent: int = 0
+    skipped_tombstoned: int = 0
     peer_rejected: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -65,6 +66,7 @@ class SyncReport:
             "received": self.received, "duplicates": self.duplicates,
             "rejected": [{"id": i, "code": c} for i, c in self.rejected],
             "sent": self.sent,
+            "skipped_tombstoned": self.skipped_tombstoned,
             "peer_rejected": [{"id": i, "code": c} for i, c in self.peer_rejected],
         }
 
@@ -214,17 +216,25 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
         report.rounds += initiator.rounds
         report.reconcile_bytes_sent += initiator.bytes_sent
         report.reconcile_bytes_received += initiator.bytes_received
-        before = (report.received, report.sent)
+        before = (report.received, report.sent, report.skipped_tombstoned)
         await _transfer(core, client, list(initiator.need), list(initiator.have), report, progress)
         if message is None:
             return report
-        if (report.received, report.sent) == before:
+        if (report.received, report.sent, report.skipped_tombstoned) == before:
             raise PeerError(client.url, "no_progress", "reconciliation is not converging")
     raise PeerError(client.url, "no_progress", f"difference not settled in {MAX_PASSES} passes")
 
 
 async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have: list[bytes],
                     report: SyncReport, progress: Progress | None) -> None:
+    # Ids retracted, deleted or purged here are never taken back: do not even fetch them (a
+    # mirror with retention would otherwise download every purged post at every sync).
+    gone: set[bytes] = set()
+    for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
+        gone |= await core.db.call(Store.tombstoned, list(chunk))
+    if gone:
+        need = [i for i in need if i not in gone]
+        report.skipped_tombstoned += len(gone)
     done = 0
     for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
         pending = list(chunk)

@@ -45,7 +45,8 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_request_bytes", 4_194_304, "bytes", "body of one HTTP request to the gossip API"),
     Limit("max_ids_per_request", 1_024, "ids", "post ids in one fetch or announce request"),
     Limit("max_posts_per_batch", 512, "posts", "posts in one push or fetch response"),
-    Limit("max_boards_per_request", 256, "boards", "boards named in one request"),
+    Limit("max_requests_per_s", 50, "requests/s", "sustained gossip API requests from one client address"),
+    Limit("max_request_burst", 200, "requests", "gossip API requests from one client address in a burst"),
     # Bundles (docs/bundles.md).
     Limit("max_bundle_header_bytes", 262_144, "bytes", "payload of a bundle's header frame"),
     Limit("max_bundle_boards", 1_024, "boards", "boards named in a bundle's header"),
@@ -79,7 +80,8 @@ MAX_BOUND_BYTES = by_name("max_bound_bytes")
 MAX_REQUEST_BYTES = by_name("max_request_bytes")
 MAX_IDS_PER_REQUEST = by_name("max_ids_per_request")
 MAX_POSTS_PER_BATCH = by_name("max_posts_per_batch")
-MAX_BOARDS_PER_REQUEST = by_name("max_boards_per_request")
+MAX_REQUESTS_PER_S = by_name("max_requests_per_s")
+MAX_REQUEST_BURST = by_name("max_request_burst")
 MAX_BUNDLE_HEADER_BYTES = by_name("max_bundle_header_bytes")
 MAX_BUNDLE_BOARDS = by_name("max_bundle_boards")
 MAX_BUNDLE_PARTS = by_name("max_bundle_parts")

@@ -170,3 +170,26 @@ async def test_unknown_route_and_method(client):
     await expect_error(await client.get("/v1/posts"), 405, "method_not_allowed")
     # The member web UI is never served on the gossip listener.
     await expect_error(await client.get("/"), 404, "not_found")
+
+
+async def test_a_flood_of_requests_is_rate_limited(client, node):
+    statuses = []
+    for _ in range(limits.MAX_REQUEST_BURST + 20):
+        resp = await client.get("/v1/info")
+        statuses.append(resp.status)
+        if resp.status == 429:
+            body = await resp.json()
+            assert body["error"]["code"] == "rate_limited"
+    assert statuses.count(200) >= limits.MAX_REQUEST_BURST - 5
+    assert 429 in statuses
+    assert node.counters.rejected["rate_limited"] >= 1
+
+
+def test_rate_limiter_refills():
+    from dazibao.node.api import RateLimiter
+
+    limiter = RateLimiter(rate=10, burst=2)
+    assert limiter.allow("a", 0.0) and limiter.allow("a", 0.0)
+    assert not limiter.allow("a", 0.0)
+    assert limiter.allow("b", 0.0)          # each client has its own bucket
+    assert limiter.allow("a", 0.1)          # 0.1 s at 10/s is one token back

@@ -28,8 +28,9 @@ def test_create_list_unlock(keys):
 
 def test_wrong_passphrase_and_unknown_name(keys):
     keys.create("a", "passphrase one")
-    with pytest.raises(KeyStoreError, match="passphrase"):
+    with pytest.raises(KeyStoreError, match="passphrase") as info:
         keys.unlock("a", "passphrase two")
+    assert info.value.code == "wrong_passphrase"
     with pytest.raises(KeyStoreError, match="no pseudonym called"):
         keys.find("b")
 

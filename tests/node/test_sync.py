@@ -59,6 +59,18 @@ async def test_both_directions_and_idempotent(pair):
     assert (again.received, again.sent, again.rounds) == (0, 0, 1)
 
 
+async def test_tombstoned_ids_are_not_fetched_again(pair):
+    local, remote, client = pair
+    made = make(10, "labor")
+    await remote.ingest_checked(made, "local")
+    await local.ingest_checked(made, "local")
+    await local.db.call(Store.delete, [made[0].id], "deleted", now_ms=local.now_ms())
+    local.index.remove(made[0].key)
+    report = await sync.sync_with(local, client)
+    assert (report.received, report.skipped_tombstoned) == (0, 1)
+    assert made[0].id not in await ids(local)
+
+
 async def test_a_large_difference_is_settled_in_several_passes(pair, monkeypatch):
     # Small messages and few rounds per pass force the multi-pass path that a fresh node
     # joining a large network takes: every pass moves what it learned, the next starts from
