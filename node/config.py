@@ -6,6 +6,7 @@ command-line flags.  docs/running.md lists the same settings; a test checks the 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +53,11 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds without activity after which the web UI locks the pseudonyms unlocked in it (15 minutes)."),
     Setting("ui_language", "",
             "language of the web UI: en or zh-Hans; empty: the browser's preferred language."),
+    Setting("public_view_listen", "",
+            "host:port of a read-only public web view of the posts (mirrors; e.g. 0.0.0.0:8080); empty: off."),
+    Setting("public_view_hosts", [],
+            "host names the public web view answers to (Host header), e.g. mirror.example.org; "
+            "empty: only the public_view_listen address itself."),
     Setting("public_url", "",
             "URL at which other nodes reach this node's gossip API, shared by peer exchange; empty: not shared."),
     Setting("peers", [], "gossip URLs of peers to sync with, besides those added with `dazibao peers add`."),
@@ -105,6 +111,8 @@ class Config:
     ui_listen: str = "127.0.0.1:7471"
     ui_idle_lock_s: int = 900
     ui_language: str = ""
+    public_view_listen: str = ""
+    public_view_hosts: tuple[str, ...] = ()
     public_url: str = ""
     peers: tuple[str, ...] = ()
     boards: tuple[str, ...] = ()
@@ -250,6 +258,11 @@ def _coerce_table(value: Any, where: str) -> dict[str, int]:
 def _validate(cfg: Config) -> Config:
     parse_listen(cfg.gossip_listen, "gossip_listen")
     parse_listen(cfg.ui_listen, "ui_listen")
+    if cfg.public_view_listen:
+        _, view_port = parse_listen(cfg.public_view_listen, "public_view_listen")
+        if view_port and cfg.public_view_listen in (cfg.ui_listen, cfg.gossip_listen):
+            raise ConfigError("public_view_listen must be a listener of its own, not ui_listen or gossip_listen")
+    public_view_hosts = tuple(_view_host(h) for h in cfg.public_view_hosts)
     peers = tuple(normalize_peer_url(p) for p in cfg.peers)
     public_url = normalize_peer_url(cfg.public_url) if cfg.public_url else ""
     for board in cfg.boards:
@@ -267,7 +280,20 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("log_level must be one of debug, info, warning, error")
     if cfg.max_peers < 1:
         raise ConfigError("max_peers must be at least 1")
-    return replace(cfg, peers=peers, public_url=public_url)
+    return replace(cfg, peers=peers, public_url=public_url, public_view_hosts=public_view_hosts)
+
+
+_VIEW_HOST = re.compile(r"^(?:(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+                        r"|\[[0-9a-f:.]+\]"  # an IPv6 address
+                        r")(?::[0-9]{1,5})?$")
+
+
+def _view_host(value: str) -> str:
+    """A ``public_view_hosts`` entry, lower-cased: a host name or address, optionally with :port."""
+    host = value.strip().lower()
+    if not _VIEW_HOST.match(host) or len(host) > 260:
+        raise ConfigError(f"public_view_hosts: {value!r} is not a host name (such as mirror.example.org)")
+    return host
 
 
 def load_config(data: DataDir, overrides: Mapping[str, Any] | None = None,

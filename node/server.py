@@ -32,6 +32,7 @@ from .service import NodeCore
 from .store import Store
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 from .web import make_ui_app
+from .web.public import make_public_app
 
 __all__ = ["Node", "run_node", "peer_states", "INVALID_DATA_CODES"]
 
@@ -74,6 +75,7 @@ class Node:
         self.untrusted_session: aiohttp.ClientSession | None = None
         self.gossip_url = ""
         self.ui_url = ""
+        self.public_view_url = ""
 
     async def start(self) -> None:
         await self.core.open()
@@ -94,6 +96,7 @@ class Node:
         self._runners.append(runner)
         self.gossip_url = _url_of(runner)
         await self._start_ui()
+        await self._start_public_view()
         self._tasks = [
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self._push_loop(), name="push"),
@@ -118,6 +121,22 @@ class Node:
         self.ui_url = _url_of(runner) + "/"
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the member web UI listens on %s: anyone who can reach it can read this node", host)
+
+    async def _start_public_view(self) -> None:
+        # A mirror's read-only public view (docs/mirror.md): a third application on a listener
+        # of its own, never on the gossip or member UI listener.  Off unless configured.
+        if not self.config.public_view_listen:
+            return
+        host, port = parse_listen(self.config.public_view_listen, "public_view_listen")
+        runner = web.AppRunner(make_public_app(self.core, self.config), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        self._runners.append(runner)
+        self.public_view_url = _url_of(runner) + "/"
+        if host in ("0.0.0.0", "::", "") and not self.config.public_view_hosts:
+            log.warning("the public view listens on %s but public_view_hosts is empty: it refuses every "
+                        "request (421) until public_view_hosts names the host names it is reached by", host)
+        log.info("read-only public view on %s", self.public_view_url)
 
     def _write_info(self) -> None:
         info = {"pid": os.getpid(), "gossip_url": self.gossip_url, "ui_url": self.ui_url}
@@ -282,6 +301,8 @@ async def run_node(data: DataDir, config: Config, *, ready: asyncio.Event | None
     await node.start()
     print(f"dazibao node running: gossip API {node.gossip_url}", flush=True)
     print(f"member web UI: {node.ui_url}  (open it in a browser on this machine)", flush=True)
+    if node.public_view_url:
+        print(f"read-only public view: {node.public_view_url}", flush=True)
     if ready is not None:
         ready.set()
     try:

@@ -140,7 +140,7 @@ class WebUI:
     """Everything the UI's handlers share."""
 
     core: NodeCore
-    keys: KeyStore
+    keys: KeyStore | None  # None in the public view (node/web/public.py): no key is ever read
     config: Config
     node: NodeInfo | None
     sessions: SessionStore
@@ -149,6 +149,10 @@ class WebUI:
     templates: Templates
     static: dict[str, StaticFile]
     listen_host: str
+    #: The read-only public view (node/web/public.py): its pages show no member-only link or
+    #: form, and it answers the ``public_view_hosts`` names.
+    public: bool = False
+    view_hosts: tuple[str, ...] = ()
     #: Argon2id takes 64 MiB and a good part of a second per key file: at most two at once,
     #: however many unlock forms arrive together.
     kdf_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
@@ -156,7 +160,8 @@ class WebUI:
 
     def allowed_hosts(self, port: int) -> frozenset[str]:
         if port not in self._allowed:
-            self._allowed[port] = security.allowed_hosts(self.listen_host, port)
+            self._allowed[port] = (security.public_allowed_hosts(self.listen_host, port, self.view_hosts)
+                                   if self.public else security.allowed_hosts(self.listen_host, port))
         return self._allowed[port]
 
     def language(self, request: web.Request) -> str:
@@ -181,6 +186,7 @@ class WebUI:
             "static": {name: f"/static/{name}?v={f.version}" for name, f in self.static.items()},
             "live_url": "",
             "live_cursor": st.live_cursor,
+            "public": self.public,
         }
         base.update(context)
         text = self.templates.render(lang, name, base)

@@ -13,6 +13,7 @@ __all__ = [
     "CONTENT_SECURITY_POLICY",
     "SECURITY_HEADERS",
     "allowed_hosts",
+    "public_allowed_hosts",
     "host_allowed",
     "origin_allowed",
     "fetch_site_allowed",
@@ -74,6 +75,31 @@ def allowed_hosts(listen_host: str, port: int) -> frozenset[str]:
     hosts = {f"{name}:{port}" for name in names}
     if port == 80:
         hosts |= names
+    return frozenset(hosts)
+
+
+def public_allowed_hosts(listen_host: str, port: int, names: tuple[str, ...] = ()) -> frozenset[str]:
+    """Host header values the read-only public view answers (docs/mirror.md).
+
+    The configured listen host with the bound port (none for a wildcard address), and each of
+    ``names`` (the ``public_view_hosts`` setting): a name given with a port is taken as it is;
+    a name without one is accepted with the bound port and without a port (as browsers send it
+    to a proxy in front of the view on port 80 or 443).  The loopback names are not added.
+    """
+    hosts: set[str] = set()
+    configured = _host_name(listen_host)
+    if configured:
+        hosts.add(f"{configured}:{port}")
+        if port == 80:
+            hosts.add(configured)
+    for name in names:
+        name = name.strip().lower()
+        if not name:
+            continue
+        if name.rpartition(":")[2].isdigit() and not name.endswith("]"):
+            hosts.add(name)
+        else:
+            hosts |= {name, f"{name}:{port}"}
     return frozenset(hosts)
 
 

@@ -101,7 +101,8 @@ class Authors:
 async def _authors(request: web.Request) -> Authors:
     ui = request.app[UI]
     await ui.authors.refresh()
-    local = await asyncio.to_thread(ui.keys.list)
+    # The public view never reads the key folder: which pseudonyms this machine holds is private.
+    local = await asyncio.to_thread(ui.keys.list) if ui.keys is not None and not ui.public else []
     return Authors(ui, local, state(request).session)
 
 

@@ -1,0 +1,126 @@
+"""The read-only public web view a mirror may serve on a listener of its own (docs/mirror.md,
+"A live read-only view").
+
+It is the member UI's own pages, templates and rendering (:mod:`.app`, :mod:`.views`) with
+only the reading routes: the boards, a board, a thread, search, an author, the live-update
+feed and the static files.  Nothing else is routed, so composing, retracting, hiding,
+following, the pseudonym and key pages, the status page and the language form do not exist
+here (404), and the templates, told ``public``, show no link or form to them.
+
+Every request passes :func:`public_guard`:
+
+1. the Host header must be the listen address or one of ``public_view_hosts`` (else 421);
+2. only GET and HEAD are answered (else 405), so nothing can be changed through it;
+3. there are no sessions: no cookie is read for a session or ever set.
+
+Every response carries the same security headers as the member UI (a strict
+Content-Security-Policy among them).  The node's hidden-authors list is not applied: it is
+the member's private choice, and the public view would otherwise publish it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..config import Config, ConfigError, parse_listen
+from ..service import NodeCore
+from . import i18n, security
+from .app import (UI, RequestState, STATE, Templates, WebUI, _ephemeral_session, _load_static, _security_headers,
+                  _static)
+from .authors import AuthorBook
+from .i18n import Msg, N_
+from .live import LiveFeed
+from .sessions import SessionStore
+
+__all__ = ["make_public_app", "PublicAuthorBook"]
+
+MAX_REQUEST_BYTES = 16 * 1024
+
+
+class PublicAuthorBook(AuthorBook):
+    """Names and fingerprints as in the member UI, without the member's hidden-authors list."""
+
+    async def load(self) -> None:
+        await self._load_profiles()  # ``hidden`` stays empty
+
+    async def set_hidden(self, author: bytes, hidden: bool) -> bool:  # never routed; refuse anyway
+        return False
+
+
+_ERRORS = {
+    404: Msg(N_("There is no such page here.")),
+    405: Msg(N_("This address cannot be used that way.")),
+}
+
+
+@web.middleware
+async def public_guard(request: web.Request, handler) -> web.StreamResponse:
+    ui = request.app[UI]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname or not security.host_allowed(request.headers.get("Host"), ui.allowed_hosts(sockname[1])):
+        return web.Response(status=421, text="421 Misdirected Request: unknown Host.\n")
+    request[STATE] = RequestState(ui.language(request), _ephemeral_session(), ui.feed.cursor)
+    if request.method not in ("GET", "HEAD"):
+        response = ui.error_page(request, 405, _ERRORS[405])
+        response.headers["Allow"] = "GET, HEAD"
+        return response
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return ui.error_page(request, exc.status, _ERRORS.get(exc.status, Msg(N_("This request could not be handled."))))
+
+
+def make_public_app(core: NodeCore, config: Config) -> web.Application:
+    """The read-only public view as an aiohttp application, for ``public_view_listen`` only.
+
+    ``core`` must be open before the application starts.
+    """
+    from . import views
+
+    if not config.public_view_listen:
+        raise ConfigError("public_view_listen is not set")
+    host, _ = parse_listen(config.public_view_listen, "public_view_listen")
+    app = web.Application(middlewares=[public_guard], client_max_size=MAX_REQUEST_BYTES)
+    app[UI] = WebUI(
+        core=core,
+        keys=None,
+        config=config,
+        node=None,
+        sessions=SessionStore(config.ui_idle_lock_s),  # stays empty: no session is ever made
+        authors=PublicAuthorBook(core.db),
+        feed=LiveFeed(),
+        templates=Templates(i18n.load_translations()),
+        static=_load_static(),
+        listen_host=host,
+        public=True,
+        view_hosts=tuple(config.public_view_hosts),
+    )
+    app.on_response_prepare.append(_security_headers)
+    app.cleanup_ctx.append(_lifecycle)
+    add = app.router.add_get  # add_get answers HEAD too
+    add("/static/{name}", _static)
+    add("/", views.index)
+    add("/b/{board:[^/]+}", views.board_page)
+    add("/p/{post_id}", views.thread_page)
+    add("/search", views.search_page)
+    add("/a/{author}", views.author_page)
+    add("/api/updates", views.updates)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ui = app[UI]
+    await ui.authors.load()
+    callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts]
+    ui.core.on_new_posts.extend(callbacks)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            with contextlib.suppress(ValueError):
+                ui.core.on_new_posts.remove(callback)
