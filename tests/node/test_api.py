@@ -193,3 +193,16 @@ def test_rate_limiter_refills():
     assert not limiter.allow("a", 0.0)
     assert limiter.allow("b", 0.0)          # each client has its own bucket
     assert limiter.allow("a", 0.1)          # 0.1 s at 10/s is one token back
+
+
+def test_every_endpoint_is_specified_in_the_protocol_doc(tmp_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    data = DataDir(tmp_path / "n")
+    app = make_gossip_app(NodeCore(data, Config()))
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+    assert routes == {("GET", "/v1/info"), ("GET", "/v1/peers"), ("POST", "/v1/reconcile"),
+                      ("POST", "/v1/fetch"), ("POST", "/v1/posts"), ("POST", "/v1/announce")}
+    for method, path in routes:
+        assert f"### `{method} {path}`" in doc, f"{method} {path} is not specified in docs/protocol.md"
