@@ -199,10 +199,23 @@ class NodeCore:
             Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
         )
         self._apply(result.added, result.removed_keys)
-        if result.added:
+        added = list(result.added)
+        expired = [p for p in added if self._expired(p)]
+        if expired:
+            # Older than this node's retention for its board (a mirror): purge it at once, so
+            # that it is tombstoned and no later sync fetches it again.
+            removed = await self.db.call(Store.delete, [p.id for p in expired], "purged", now_ms=self.now_ms())
+            self._apply([], removed)
+            gone = {p.id for p in expired}
+            added = [p for p in added if p.id not in gone]
+        if added:
             for callback in self.on_new_posts:
-                callback(list(result.added), source)
-        return IngestReport(list(result.added), result.duplicates, list(result.rejected))
+                callback(added, source)
+        return IngestReport(added, result.duplicates, list(result.rejected))
+
+    def _expired(self, post: posts.Post) -> bool:
+        days = self.config.retention_days.get(post.board, 0)
+        return days > 0 and post.created_at_ms < self.now_ms() - days * 86_400_000
 
     def want(self, ids: Iterable[bytes], now_ms: int) -> list[bytes]:
         """Of ``ids`` (already known to be missing here), those not already asked for."""

@@ -71,6 +71,29 @@ async def test_tombstoned_ids_are_not_fetched_again(pair):
     assert made[0].id not in await ids(local)
 
 
+async def test_posts_past_retention_are_purged_on_arrival(tmp_path, aiohttp_server):
+    data = DataDir(tmp_path / "mirror")
+    data.create()
+    mirror = NodeCore(data, Config(retention_days={"labor": 2}))  # T0 is one day ago
+    await mirror.open()
+    remote = await open_core(tmp_path, "remote")
+    old = [posts.create_post(KEY, kind="post", board="labor", body=f"old {i}",
+                             created_at_ms=T0 - 3 * 86_400_000 + i) for i in range(5)]
+    await remote.ingest_checked(old + make(3, "labor", 500), "local")
+    server = await aiohttp_server(make_gossip_app(remote))
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = sync.PeerClient(session, str(server.make_url("")).rstrip("/"))
+            first = await sync.sync_with(mirror, client)
+            assert sorted(await ids(mirror)) == sorted(p.id for p in make(3, "labor", 500))
+            assert first.received == 3        # the old ones were checked, then purged at once
+            second = await sync.sync_with(mirror, client)
+            assert (second.received, second.skipped_tombstoned) == (0, 5)
+    finally:
+        await mirror.close()
+        await remote.close()
+
+
 async def test_a_large_difference_is_settled_in_several_passes(pair, monkeypatch):
     # Small messages and few rounds per pass force the multi-pass path that a fresh node
     # joining a large network takes: every pass moves what it learned, the next starts from
