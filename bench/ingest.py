@@ -193,5 +193,5 @@ def main(quick: bool) -> dict[str, float]:
                 rss = node.rss_mib()
             print(f"  resident memory of a node holding 1,000,000 posts: {rss:.0f} MiB")
             result["rss_mib_1m_posts"] = round(rss, 1)
-    print(f"  target: fresh and prefilled >= 0.6 x raw single-core verify")
+    print("  target: fresh and prefilled >= 0.6 x raw single-core verify")
     return result

@@ -120,7 +120,8 @@ def main(quick: bool) -> dict[str, float]:
         b = build(posts)
         out[f"n{n}_build_two_indexes_s"] = round(time.perf_counter() - t, 2)
         out[f"n{n}_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        by_age = sorted(range(n), key=lambda i: posts[i][1])
+        times = [p[1] for p in posts]
+        by_age = sorted(range(n), key=times.__getitem__)
         scan = min(scan_cpu(a) for _ in range(2))
         out[f"n{n}_scan_cpu_ms"] = round(scan * 1000, 2)
         worst_round = 0.0

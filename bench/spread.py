@@ -50,7 +50,7 @@ def main(quick: bool) -> dict[str, float]:
             ours = statistics.median(r.rounds for r in runs["dazibao"])
             result[f"n{n}_{cond}_ratio_rounds_to_push_pull"] = round(ours / base, 3)
             result[f"n{n}_log2"] = round(math.log2(n), 2)
-    print(f"  (log2 N: " + ", ".join(f"{n}: {math.log2(n):.1f}" for n in sizes) + f"); "
+    print("  (log2 N: " + ", ".join(f"{n}: {math.log2(n):.1f}" for n in sizes) + f"); "
           f"{time.perf_counter() - t0:.0f} s")
     print("  targets: rounds <= 1.25 x push-pull, copies <= 1.5 per node, every live node reached")
     return result

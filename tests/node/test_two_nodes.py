@@ -21,7 +21,7 @@ def make_node(tmp_path, name: str):
 
 def test_posts_cross_both_ways_and_survive_restart(tmp_path):
     a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")
-    with NodeProcess(a) as node_a, NodeProcess(b) as node_b:
+    with NodeProcess(a), NodeProcess(b) as node_b:
         pid_a = dazibao(a, "post", "--board", "labor", "996 is illegal: 工作时间太长").stdout.strip()
         pid_b = dazibao(b, "post", "--board", "labor", "we meet at noon").stdout.strip()
         out = dazibao(a, "sync", node_b.url, "--json")
@@ -43,7 +43,7 @@ def test_posts_cross_both_ways_and_survive_restart(tmp_path):
 
 def test_retraction_propagates_and_cannot_come_back(tmp_path):
     a, b, c = (make_node(tmp_path, n) for n in "abc")
-    with NodeProcess(a) as node_a, NodeProcess(b) as node_b, NodeProcess(c) as node_c:
+    with NodeProcess(a) as node_a, NodeProcess(b) as node_b, NodeProcess(c):
         target = dazibao(a, "post", "--board", "labor", "meet at the gate").stdout.strip()
         dazibao(b, "sync", node_a.url)
         dazibao(c, "sync", node_b.url)
