@@ -52,8 +52,8 @@ def _now_ms() -> int:
 
 @click.command("export")
 @click.option("--board", "boards", multiple=True, metavar="BOARD",
-              help="Export this board (repeatable). Default: the boards this node carries (config `boards`), "
-                   "or every board it has.")
+              help="Export this board (repeatable). Default: the boards this node carries (as chosen in the "
+                   "web UI, else config `boards`), or every board it has.")
 @click.option("--since", metavar="TIME",
               help="Only posts created at or after TIME: a date (2024-05-01), a UTC date and time "
                    "(2024-05-01T12:00Z), or an age (7d, 12h, 30m, 2w).")
@@ -103,13 +103,15 @@ def export_cmd(ctx, boards: tuple[str, ...], since: str | None, split_bytes: str
     if not output.parent.is_dir():
         raise _fail(f"cannot write {output}: folder {output.parent} does not exist")
     ctx.require_init()
-    chosen = list(boards) or list(ctx.config().boards) or None
-    if split is not None:
-        least = bundle.min_split_bytes(chosen or [])
-        if split < least:
-            raise _fail(f"--split-bytes must be at least {least} bytes, so that the largest post fits in a part")
     store = ctx.store()
     try:
+        from .service import chosen_boards
+
+        chosen = list(boards) or sorted(chosen_boards(store, ctx.config())) or None
+        if split is not None:
+            least = bundle.min_split_bytes(chosen or [])
+            if split < least:
+                raise _fail(f"--split-bytes must be at least {least} bytes, so that the largest post fits in a part")
         with _bar(_show_progress(as_json), unit="post", desc="export") as bar:
             report = export_bundle(store, output, boards=chosen, since_ms=since_ms, split_bytes=split,
                                    now_ms=now_ms, progress=bar.update)

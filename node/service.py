@@ -24,7 +24,7 @@ from dazibao.protocol.messages import PushResult
 from .config import Config, DataDir
 from .store import IngestResult, Store
 
-__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch"]
+__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch", "chosen_boards"]
 
 log = logging.getLogger("dazibao.node")
 
@@ -127,9 +127,7 @@ class NodeCore:
     async def open(self) -> None:
         """Open the store and build the reconciliation index from it."""
         await self.db.open()
-        chosen = await self.db.call(Store.get_meta, BOARDS_META)
-        if chosen is not None:
-            self.boards = frozenset(json.loads(chosen))
+        self.boards = await self.db.call(chosen_boards, self.config)
         await self._rebuild_index()
         log.info("store open: %d posts", len(self.index))
 
@@ -276,6 +274,15 @@ class NodeCore:
             return sorted(self.boards)
         infos = await self.db.call(Store.boards)
         return sorted(info.board for info in infos)
+
+
+def chosen_boards(store: Store, config: Config) -> frozenset[str]:
+    """The boards a node carries: the choice stored by the web UI, else the ``boards``
+    setting; empty means every board."""
+    stored = store.get_meta(BOARDS_META)
+    if stored is not None:
+        return frozenset(json.loads(stored))
+    return frozenset(config.boards)
 
 
 def _load_keys(store: Store, boards: Sequence[str]) -> tuple[list[bytes], int, int]:
