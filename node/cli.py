@@ -151,7 +151,7 @@ def init(ctx: Context, name: str, passphrase_file: str | None) -> None:
 @pass_ctx
 def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: tuple[str, ...]) -> None:
     """Start the node: gossip API and member web UI, until Ctrl-C."""
-    from .server import run_node
+    from .server import AlreadyRunningError, run_node
 
     if ctx.data.create():
         click.echo(f"created data folder {ctx.data.root}")
@@ -168,6 +168,8 @@ def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: t
                         stream=sys.stderr)
     try:
         asyncio.run(run_node(ctx.data, config))
+    except AlreadyRunningError as exc:
+        raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot start the node: {exc.strerror or exc}") from None
 
@@ -404,16 +406,6 @@ def peers_list(ctx: Context, as_json: bool) -> None:
         click.echo(f"{r.url}  last sync {ok}  {state}")
 
 
-def _running_node(data: DataDir) -> dict | None:
-    """node.json of a node running on this data folder, or None if none is running."""
-    try:
-        info = json.loads(data.node_info.read_text(encoding="utf-8"))
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return info
-
-
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
@@ -424,7 +416,7 @@ def status(ctx: Context, as_json: bool) -> None:
         rows, infos, total = store.list_peers(), store.boards(), store.count()
     finally:
         store.close()
-    node = _running_node(ctx.data)
+    node = ctx.data.running_node()
     now_ms = int(time.time() * 1000)
     peers_out = [
         {"url": r.url, "source": r.source, "healthy": r.failures == 0 and r.last_ok_at_ms is not None,

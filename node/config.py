@@ -5,6 +5,7 @@ command-line flags.  docs/running.md lists the same settings; a test checks the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -160,6 +161,20 @@ class DataDir:
 
     def exists(self) -> bool:
         return self.config.is_file()
+
+    def running_node(self) -> dict | None:
+        """node.json of a node that is running on this folder now, or None.
+
+        A node.json left behind by a node that was killed names a dead process: ignored.
+        """
+        try:
+            info = json.loads(self.node_info.read_text(encoding="utf-8"))
+            pid = int(info["pid"])
+            if pid != os.getpid():
+                os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return info if pid != os.getpid() else None
 
     def create(self) -> bool:
         """Create the folder (mode 0700) and a commented config file.  True if it was new."""

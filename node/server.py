@@ -34,7 +34,7 @@ from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 from .web import make_ui_app
 from .web.public import make_public_app
 
-__all__ = ["Node", "run_node", "peer_states", "INVALID_DATA_CODES"]
+__all__ = ["Node", "run_node", "AlreadyRunningError", "peer_states", "INVALID_DATA_CODES"]
 
 log = logging.getLogger("dazibao.node")
 
@@ -75,6 +75,7 @@ class Node:
         self.untrusted_session: aiohttp.ClientSession | None = None
         self.gossip_url = ""
         self.ui_url = ""
+        self._wrote_info = False
         self.public_view_url = ""
 
     async def start(self) -> None:
@@ -143,6 +144,7 @@ class Node:
         tmp = self.data.node_info.with_suffix(".tmp")
         tmp.write_text(json.dumps(info), encoding="utf-8")
         os.replace(tmp, self.data.node_info)
+        self._wrote_info = True
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -157,7 +159,8 @@ class Node:
         if self.session is not None:
             await self.session.close()
         await self.core.close()
-        self.data.node_info.unlink(missing_ok=True)
+        if self._wrote_info:
+            self.data.node_info.unlink(missing_ok=True)
 
     async def peer_urls(self) -> list[str]:
         rows = await self.core.db.call(Store.list_peers)
@@ -290,15 +293,27 @@ def _url_of(runner: web.AppRunner) -> str:
     return f"http://{shown}:{bound[1]}"
 
 
+class AlreadyRunningError(Exception):
+    """Another node runs on the same data folder."""
+
+
 async def run_node(data: DataDir, config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGINT or SIGTERM."""
+    """Run until SIGINT or SIGTERM.  Raises AlreadyRunningError, OSError (cannot bind)."""
+    other = data.running_node()
+    if other is not None:
+        raise AlreadyRunningError(f"a node is already running on {data.root} (pid {other['pid']})")
     node = Node(data, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    try:
+        await node.start()
+    except BaseException:
+        # A listener that cannot bind (port in use) must not leave sessions or the store open.
+        await node.stop()
+        raise
     print(f"dazibao node running: gossip API {node.gossip_url}", flush=True)
     print(f"member web UI: {node.ui_url}  (open it in a browser on this machine)", flush=True)
     if node.public_view_url:

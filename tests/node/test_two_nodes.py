@@ -94,3 +94,15 @@ def test_cli_errors_are_one_line(tmp_path):
     proc = dazibao(a, "post", "--board", "b", "hello", check=False, env=env)
     assert proc.returncode == 1 and "passphrase" in proc.stderr
     assert post_ids(a) == []
+
+
+def test_a_second_node_on_the_same_data_folder_is_refused(tmp_path):
+    a = make_node(tmp_path, "a")
+    with NodeProcess(a) as node:
+        before = (a / "node.json").read_text()
+        proc = dazibao(a, "run", "--gossip-listen", "127.0.0.1:0", "--ui-listen", "127.0.0.1:0",
+                       check=False, timeout=60)
+        assert proc.returncode == 1 and "already running" in proc.stderr
+        # The running node's own record is left alone, and it keeps serving.
+        assert (a / "node.json").read_text() == before
+        assert node.info()["protocol"] == 1
