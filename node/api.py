@@ -71,7 +71,8 @@ async def errors_middleware(request: web.Request, handler):
         return await handler(request)
     except RemoteProtocolError as exc:
         core.counters.rejected[exc.code] += 1
-        log.info("refused %s from %s: %s", request.path, request.remote, exc)
+        # Counted always; logged at debug only, so that a hostile peer cannot flood the log.
+        log.debug("refused %s from %s: %s", request.path, request.remote, exc)
         status = 413 if isinstance(exc, TooLargeError) else 400
         return error_response(status, exc.code, exc.message)
     except web.HTTPRequestEntityTooLarge:
