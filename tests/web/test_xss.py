@@ -176,3 +176,38 @@ def test_hostile_content_runs_nothing_and_loads_nothing(tmp_path, corpus, start_
     _visit(page, watch, ui + "b/xss")
     expect(page.locator(".threads li")).to_have_count(0)
     watch.check(page)
+
+
+def test_hostile_content_on_the_public_view(tmp_path, corpus, start_node, new_context):
+    # The read-only public view of a mirror faces the internet: the same hostile corpus, the
+    # same checks, on every page type it serves.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "public"
+    seed_store(data, corpus["batch"])
+    node = start_node("public", DAZIBAO_PUBLIC_VIEW_LISTEN=f"127.0.0.1:{port}")
+    view = f"http://127.0.0.1:{port}/"
+    context, watch = new_context([node.origin, f"http://127.0.0.1:{port}"])
+    page = context.new_page()
+
+    _visit(page, watch, view)
+    for board in corpus["boards"]:
+        _visit(page, watch, view + "b/" + quote(board, safe=""))
+    pages = -(-len(corpus["bodies"]) // 25)
+    for n in range(1, pages + 1):
+        _visit(page, watch, view + f"b/xss?page={n}")
+    rendered = 0
+    for root in corpus["roots"]:
+        _visit(page, watch, view + f"p/{root.id.hex()}")
+        rendered += page.locator("#live-list article.post").count()
+    assert rendered == len(corpus["bodies"])
+    for term in ["script", "<img", "onerror", "javascript:", "工资"]:
+        _visit(page, watch, view + "search?q=" + quote(term))
+    for k in corpus["keys"][::10]:
+        _visit(page, watch, view + f"a/{k.public_key.hex()}")
+    # No form of the member UI is on any of these pages.
+    assert page.locator("form[method=post]").count() == 0
+    watch.check(page)
