@@ -138,7 +138,8 @@ async def reconcile_round(request: web.Request) -> web.Response:
     core = request.app[CORE]
     body = await _body(request)
     await core.refresh()
-    reply = reconcile.respond(core.index, body)
+    # On the index's own thread: a heavy round on a large store must not stall the loop.
+    reply = await core.on_index(reconcile.respond, body)
     return _msgpack(reply)
 
 

@@ -83,8 +83,7 @@ async def retention_loop(core, retention: Mapping[str, int], *, interval_s: floa
         except StoreError as exc:  # a locked or full disk: try again at the next round
             log.warning("retention: %s", exc)
         else:
-            for key in report.removed_keys:
-                core.index.remove(key)
+            await core.forget_keys(report.removed_keys)
             if report.purged:
                 log.info("retention: purged %s",
                          ", ".join(f"{n} from {b!r}" for b, n in sorted(report.purged.items())))

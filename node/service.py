@@ -106,7 +106,11 @@ class NodeCore:
         self.config = config
         self.clock = clock
         self.db = StoreThread(str(data.database))
+        #: The in-memory reconciliation index.  Every read and write of it happens on one
+        #: thread of its own (:meth:`on_index`), so that a heavy reconciliation round does not
+        #: stall the event loop, and the index is never read while it changes.
         self.index = KeyIndex()
+        self._index_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dazibao-index")
         self.counters = Counters()
         self._verify_pool = ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="dazibao-verify")
         self._verify_threads = verify_threads
@@ -156,6 +160,12 @@ class NodeCore:
     async def close(self) -> None:
         await self.db.close()
         self._verify_pool.shutdown(wait=True)
+        self._index_pool.shutdown(wait=True)
+
+    async def on_index(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(index, *args)`` on the index's own thread (see ``index``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._index_pool, lambda: fn(self.index, *args))
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -196,14 +206,14 @@ class NodeCore:
         result: IngestResult = await self.db.call(
             Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
         )
-        self._apply(result.added, result.removed_keys)
+        await self._apply(result.added, result.removed_keys)
         added = list(result.added)
         expired = [p for p in added if self._expired(p)]
         if expired:
             # Older than this node's retention for its board (a mirror): purge it at once, so
             # that it is tombstoned and no later sync fetches it again.
             removed = await self.db.call(Store.delete, [p.id for p in expired], "purged", now_ms=self.now_ms())
-            self._apply([], removed)
+            await self._apply([], removed)
             gone = {p.id for p in expired}
             added = [p for p in added if p.id not in gone]
         if added:
@@ -224,12 +234,15 @@ class NodeCore:
             self.inflight[i] = now_ms + INFLIGHT_MS
         return wanted
 
-    def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
+    async def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
+        added = list(added)
         for item in added:
-            self.index.add(item.key)
             self.inflight.pop(item.id, None)
-        for key in removed_keys:
-            self.index.remove(key)
+        await self.on_index(_update_index, [item.key for item in added], list(removed_keys))
+
+    async def forget_keys(self, keys: Iterable[bytes]) -> None:
+        """Remove keys from the index (posts purged or deleted outside of ingest)."""
+        await self._apply([], keys)
 
     async def index_for_search_when_idle(self, quiet_s: float = 2.0, rows: int = 2_000) -> int:
         """Add a bounded step of stored posts to the full-text index if nothing arrived lately.
@@ -258,8 +271,8 @@ class NodeCore:
             changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq)
             self._post_seq, self._tomb_seq = changes.post_seq, changes.tomb_seq
             carried = [row for row in changes.added if self.carries(row.board)]
-            fresh = [row for row in carried if row.key not in self.index]
-            self._apply(fresh, changes.removed_keys)
+            fresh = await self.on_index(lambda index: [row for row in carried if row.key not in index])
+            await self._apply(fresh, changes.removed_keys)
             decoded.extend(row.to_post() for row in fresh)
             if changes.complete:
                 break
@@ -274,6 +287,13 @@ class NodeCore:
             return sorted(self.boards)
         infos = await self.db.call(Store.boards)
         return sorted(info.board for info in infos)
+
+
+def _update_index(index: KeyIndex, added: list[bytes], removed: list[bytes]) -> None:
+    for key in added:
+        index.add(key)
+    for key in removed:
+        index.remove(key)
 
 
 def chosen_boards(store: Store, config: Config) -> frozenset[str]:

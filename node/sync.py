@@ -205,12 +205,13 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
     # rounds than one conversation may have: reconcile for a bounded number of rounds, move
     # what was learned, and start again from the smaller difference (docs/protocol.md, "Sync").
     for _ in range(MAX_PASSES):
+        # The Initiator reads the index, so it runs on the index's own thread (NodeCore.index).
         initiator = Initiator(core.index, scope)
-        message: bytes | None = initiator.initiate()
+        message: bytes | None = await core.on_index(lambda _: initiator.initiate())
         try:
             while message is not None and initiator.rounds < ROUNDS_PER_PASS:
                 reply = await client.reconcile(message)
-                message = initiator.reconcile(reply)
+                message = await core.on_index(lambda _, r=reply: initiator.reconcile(r))
         except RemoteProtocolError as exc:
             raise PeerError(client.url, exc.code, exc.message) from None
         report.rounds += initiator.rounds

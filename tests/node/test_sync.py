@@ -65,7 +65,7 @@ async def test_tombstoned_ids_are_not_fetched_again(pair):
     await remote.ingest_checked(made, "local")
     await local.ingest_checked(made, "local")
     await local.db.call(Store.delete, [made[0].id], "deleted", now_ms=local.now_ms())
-    local.index.remove(made[0].key)
+    await local.forget_keys([made[0].key])
     report = await sync.sync_with(local, client)
     assert (report.received, report.skipped_tombstoned) == (0, 1)
     assert made[0].id not in await ids(local)
