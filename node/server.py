@@ -40,6 +40,7 @@ log = logging.getLogger("dazibao.node")
 
 POLL_INTERVAL_S = 1.0
 MAINTENANCE_INTERVAL_S = 600.0
+RESTART_DELAY_S = 5.0
 
 #: Rejection codes that mean the peer sent bad data (as opposed to posts we merely did not
 #: want): a peer that sends such posts is penalized like a failing one.
@@ -99,16 +100,33 @@ class Node:
         await self._start_ui()
         await self._start_public_view()
         self._tasks = [
-            asyncio.create_task(self._poll_loop(), name="poll"),
-            asyncio.create_task(self._push_loop(), name="push"),
-            asyncio.create_task(self._anti_entropy_loop(), name="anti-entropy"),
-            asyncio.create_task(self._maintenance_loop(), name="maintenance"),
+            self._supervised("poll", self._poll_loop),
+            self._supervised("push", self._push_loop),
+            self._supervised("anti-entropy", self._anti_entropy_loop),
+            self._supervised("maintenance", self._maintenance_loop),
             # Mirror retention (node/retention.py): at start, then hourly; ends at once if unset.
-            asyncio.create_task(retention_loop(self.core, self.config.retention_days), name="retention"),
+            self._supervised("retention", lambda: retention_loop(self.core, self.config.retention_days)),
         ]
         self._write_info()
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
                  len(await self.peer_urls()))
+
+    def _supervised(self, name: str, loop_fn) -> asyncio.Task:
+        """Run a background loop; if it fails with a bug, log it with its traceback and start
+        it again after a pause, so that one bad moment does not silently end gossip."""
+
+        async def run() -> None:
+            while True:
+                try:
+                    await loop_fn()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background task %s failed; restarting it in %s s", name, RESTART_DELAY_S)
+                    await asyncio.sleep(RESTART_DELAY_S)
+
+        return asyncio.create_task(run(), name=name)
 
     async def _start_ui(self) -> None:
         # The member UI is its own application on its own listener (DESIGN.md, "Two
