@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,10 +297,10 @@ class ImportReport:
         }
 
 
-def check_bundle_file(path: Path) -> None:
-    """Make sure ``path`` can be read and is a bundle (its first frame), before anything is imported.
+def _bundle_events(path: Path, progress: Progress | None = None) -> Iterator[object]:
+    """The decoder events of one bundle file, read in chunks; ``progress`` gets the bytes read.
 
-    Raises BundleFileError naming the file and what is wrong with it.
+    Raises BundleFileError naming the file when it cannot be read or is not a bundle.
     """
     decoder = bundle.BundleDecoder()
     try:
@@ -308,17 +308,28 @@ def check_bundle_file(path: Path) -> None:
             while True:
                 chunk = fh.read(READ_CHUNK_BYTES)
                 decoder.receive_data(chunk)
-                for event in decoder.events():
-                    if not isinstance(event, bundle.Damaged):
-                        return
+                yield from decoder.events()
                 if not chunk:
                     return
+                if progress is not None:
+                    progress(len(chunk))
     except IsADirectoryError:
         raise BundleFileError(f"{path}: is a folder, not a bundle file") from None
     except OSError as exc:
         raise BundleFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except BundleError as exc:
         raise BundleFileError(f"{path}: {exc.message} [{exc.code}]") from None
+
+
+def check_bundle_file(path: Path) -> None:
+    """Make sure ``path`` can be read and is a bundle (its first frame), before anything is imported.
+
+    Raises BundleFileError naming the file and what is wrong with it.
+    """
+    with contextlib.closing(_bundle_events(path)) as events:
+        for event in events:
+            if not isinstance(event, bundle.Damaged):
+                return
 
 
 async def import_bundles(paths: Sequence[Path], ingest: Ingest, *, progress: Progress | None = None,
@@ -347,28 +358,16 @@ async def import_bundles(paths: Sequence[Path], ingest: Ingest, *, progress: Pro
                 _count(report, str(path), result)
                 pending, pending_bytes = [], 0
 
-        decoder = bundle.BundleDecoder()
-        try:
-            with open(path, "rb") as fh:
-                while True:
-                    chunk = fh.read(READ_CHUNK_BYTES)
-                    decoder.receive_data(chunk)
-                    for event in decoder.events():
-                        if isinstance(event, bundle.PostRecord):
-                            pending.append(event.raw)
-                            pending_bytes += len(event.raw)
-                            if len(pending) >= batch_posts or pending_bytes >= _BATCH_BYTES:
-                                await flush()
-                        else:
-                            _note(file_report, tracker, event)
-                    if progress is not None and chunk:
-                        progress(len(chunk))
-                    if not chunk:
-                        break
-        except OSError as exc:
-            raise BundleFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except BundleError as exc:  # the file changed since check_bundle_file
-            raise BundleFileError(f"{path}: {exc.message} [{exc.code}]") from None
+        # A BundleFileError here means the file changed since check_bundle_file.
+        with contextlib.closing(_bundle_events(path, progress)) as events:
+            for event in events:
+                if isinstance(event, bundle.PostRecord):
+                    pending.append(event.raw)
+                    pending_bytes += len(event.raw)
+                    if len(pending) >= batch_posts or pending_bytes >= _BATCH_BYTES:
+                        await flush()
+                else:
+                    _note(file_report, tracker, event)
         await flush()
     report.missing_parts = tracker.missing()
     report.part_problems = [exc.message for exc in tracker.problems()]

@@ -115,9 +115,7 @@ def export_cmd(ctx, boards: tuple[str, ...], since: str | None, split_bytes: str
         with _bar(_show_progress(as_json), unit="post", desc="export") as bar:
             report = export_bundle(store, output, boards=chosen, since_ms=since_ms, split_bytes=split,
                                    now_ms=now_ms, progress=bar.update)
-    except BundleFileError as exc:
-        raise _fail(str(exc)) from None
-    except StoreError as exc:
+    except (BundleFileError, StoreError) as exc:
         raise _fail(str(exc)) from None
     finally:
         store.close()
@@ -250,9 +248,7 @@ def publish_cmd(ctx, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> N
     try:
         with _bar(_show_progress(as_json), unit="page", desc="publish") as bar:
             report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=bar.update)
-    except PublishError as exc:
-        raise _fail(str(exc)) from None
-    except StoreError as exc:
+    except (PublishError, StoreError) as exc:
         raise _fail(str(exc)) from None
     finally:
         store.close()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import aiohttp
 from aiohttp import web
 
-from dazibao.protocol import limits, peers, posts
+from dazibao.protocol import limits, messages, peers, posts
 from dazibao.protocol.errors import RemoteProtocolError
 
 from .api import make_gossip_app
@@ -299,8 +299,9 @@ class Node:
             for i in range(0, len(ids), limits.MAX_IDS_PER_REQUEST):
                 wanted = await client.announce(ids[i : i + limits.MAX_IDS_PER_REQUEST])
                 raws = [by_id[w].raw for w in wanted if w in by_id]
-                for j in range(0, len(raws), limits.MAX_POSTS_PER_BATCH):
-                    await client.push(raws[j : j + limits.MAX_POSTS_PER_BATCH])
+                # Batches bounded in bytes too: 512 large posts would not fit one request.
+                for batch in messages.post_batches(raws):
+                    await client.push(batch)
         except PeerError as exc:
             log.info("push to %s failed: %s", url, exc)
 

@@ -249,7 +249,7 @@ async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have:
             report.rejected += [((i or b"").hex(), c) for i, c in result.rejected]
             # The peer answers in request order but may skip ids it no longer has, or stop at
             # its size cap: ask again for what did not come, until nothing new arrives.
-            got = {posts.post_id(raw[1:-66]) for raw in raws if len(raw) > 67}
+            got = {posts.claimed_id(raw) for raw in raws}
             if not got.intersection(pending):
                 break
             pending = [i for i in pending if i not in got]
@@ -260,23 +260,10 @@ async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have:
     done = 0
     for chunk in _chunks(have, limits.MAX_POSTS_PER_BATCH):
         raws = await core.db.call(Store.get_raw, list(chunk))
-        for batch in _byte_batches(raws):
+        for batch in messages.post_batches(raws):
             result = await client.push(batch)
             report.sent += result.accepted
             report.peer_rejected += [((i or b"").hex(), c) for i, c in result.rejected]
             done += len(batch)
             if progress:
                 progress("send", done, len(have))
-
-
-def _byte_batches(raws: Sequence[bytes]):
-    batch, size = [], 16
-    for raw in raws:
-        if batch and size + len(raw) + 8 > limits.MAX_REQUEST_BYTES:
-            yield batch
-            batch, size = [], 16
-        batch.append(raw)
-        size += len(raw) + 8
-    if batch:
-        yield batch
-

@@ -15,7 +15,7 @@ endpoint        request                       response
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from . import limits, wire
@@ -31,11 +31,16 @@ __all__ = [
     "decode_ids",
     "encode_posts",
     "decode_posts",
+    "post_batches",
     "encode_push_result",
     "decode_push_result",
 ]
 
 MESSAGE_VERSION = 1
+# Generous upper bounds of the msgpack framing: the batch's array and version, and each post's
+# bin header.
+_BATCH_OVERHEAD = 16
+_POST_OVERHEAD = 8
 
 
 def _open(data: bytes, length: int, what: str) -> list:
@@ -98,6 +103,22 @@ def encode_posts(raws: Sequence[bytes]) -> bytes:
     if len(data) > limits.MAX_REQUEST_BYTES:
         raise TooLargeError(f"batch is {len(data)} bytes, the limit is {limits.MAX_REQUEST_BYTES}")
     return data
+
+
+def post_batches(raws: Sequence[bytes]) -> Iterator[list[bytes]]:
+    """Split raw posts, in order, into batches that each fit one PostBatch: at most
+    max_posts_per_batch posts and (with room for the msgpack headers) max_request_bytes."""
+    batch: list[bytes] = []
+    size = _BATCH_OVERHEAD
+    for raw in raws:
+        if batch and (len(batch) == limits.MAX_POSTS_PER_BATCH
+                      or size + len(raw) + _POST_OVERHEAD > limits.MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], _BATCH_OVERHEAD
+        batch.append(raw)
+        size += len(raw) + _POST_OVERHEAD
+    if batch:
+        yield batch
 
 
 def decode_posts(data: bytes, what: str = "post batch") -> PostBatch:

@@ -52,6 +52,7 @@ __all__ = [
     "check_text_body",
     "post_key",
     "post_id",
+    "claimed_id",
 ]
 
 POST_FORMAT_VERSION = 1
@@ -117,6 +118,16 @@ def _board_ok(board: str) -> str:
         raise BoardError(f"board name is longer than {limits.MAX_BOARD_BYTES} UTF-8 bytes")
     check_visible_text(board, "board name", error=BoardError)
     return board
+
+
+def claimed_id(raw: bytes) -> bytes:
+    """The id that the bytes of a signed post stand for, without decoding or checking them.
+
+    In the canonical form the outer array header is one byte and the signature is bin8
+    (2 + 64 bytes), so the unsigned body is exactly the bytes between them.  Only a post that
+    passes :func:`decode_post` really has this id; for other bytes it is meaningless.
+    """
+    return post_id(raw[1 : -(2 + SIGNATURE_BYTES)])
 
 
 def check_board(board: str) -> str:
@@ -239,9 +250,7 @@ def decode_post(data: bytes) -> Post:
     if wire.pack(value) != raw:
         raise NonCanonicalError("post: bytes are not the canonical encoding")
     _check_fields(kind, board, parent, body)
-    # The outer array header is one byte and the signature is bin8 (2 + 64 bytes), so the
-    # canonical unsigned body is exactly the bytes between them.
-    pid = post_id(raw[1:-(2 + SIGNATURE_BYTES)])
+    pid = claimed_id(raw)
     return Post(pid, kind, board, author, created_at_ms, parent, body, signature, raw)
 
 

@@ -359,28 +359,37 @@ def make_ui_app(core: NodeCore, keys: KeyStore, config: Config, *, node: NodeInf
     return app
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    ui = app[UI]
+@contextlib.asynccontextmanager
+async def following_posts(ui: WebUI) -> AsyncIterator[None]:
+    """Keep the author names and the live feed current with the node's new posts."""
     await ui.authors.load()
     callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts]
     ui.core.on_new_posts.extend(callbacks)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            with contextlib.suppress(ValueError):
+                ui.core.on_new_posts.remove(callback)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ui = app[UI]
 
     async def sweep() -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             ui.sessions.sweep()
 
-    task = asyncio.create_task(sweep(), name="ui-session-sweep")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for callback in callbacks:
-            with contextlib.suppress(ValueError):
-                ui.core.on_new_posts.remove(callback)
-        ui.sessions.lock_all()
+    async with following_posts(ui):
+        task = asyncio.create_task(sweep(), name="ui-session-sweep")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            ui.sessions.lock_all()
 
 
 def redirect(location: str) -> web.Response:

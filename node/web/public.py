@@ -20,7 +20,6 @@ the member's private choice, and the public view would otherwise publish it.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -29,7 +28,7 @@ from ..config import Config, ConfigError, parse_listen
 from ..service import NodeCore
 from . import i18n, security
 from .app import (UI, RequestState, STATE, Templates, WebUI, _ephemeral_session, _load_static, _security_headers,
-                  _static)
+                  _static, following_posts)
 from .authors import AuthorBook
 from .i18n import Msg, N_
 from .live import LiveFeed
@@ -114,13 +113,5 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    ui = app[UI]
-    await ui.authors.load()
-    callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts]
-    ui.core.on_new_posts.extend(callbacks)
-    try:
+    async with following_posts(app[UI]):
         yield
-    finally:
-        for callback in callbacks:
-            with contextlib.suppress(ValueError):
-                ui.core.on_new_posts.remove(callback)

@@ -744,3 +744,4 @@ def test_retraction_must_be_on_its_targets_board():
     same = posts.create_post(key, kind="retract", board="labor", body="", created_at_ms=1_700_000_000_001,
                              parent=target.id)
     posts.check_retraction(same, target)
+
