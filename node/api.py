@@ -105,7 +105,7 @@ async def info(request: web.Request) -> web.Response:
         "all_boards": not core.boards,
         "boards": sorted(core.boards) if core.boards else sorted(b.board for b in boards),
         "posts": len(core.index),
-        "limits": {limit.name: limit.value for limit in limits.TABLE},
+        "limits": {limit.name: limit.value for limit in limits.PROTOCOL_TABLE},
     })
 
 

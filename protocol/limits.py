@@ -1,16 +1,21 @@
-"""Every size, count and time window of dazibao, in one table.
+"""Every size, count, time window and resource bound of dazibao, in one table.
 
-The protocol and the node read their limits from here and nowhere else; docs/protocol.md
-("Limits") lists the same names and values, and a test checks that the two agree.  A limit is
-part of the protocol: a node that accepts more than these is still compatible, but one that
-sends more will see its messages refused.
+The protocol and the node read their limits from here and nowhere else.  A limit has a scope:
+
+- ``protocol``: part of the protocol.  docs/protocol.md ("Limits") lists the same names and
+  values, and a test checks that the two agree.  A node that accepts more than these is still
+  compatible, but one that sends more will see its messages refused.
+- ``node``: a bound this node puts on what one peer, file or web page can make it spend
+  (memory, connections, event-loop time, disk, outbound requests).  Local policy, not part of
+  the protocol; docs/security.md ("Limits") lists them with their rationale, and a test checks
+  that the two agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Limit", "TABLE", "by_name"]
+__all__ = ["Limit", "TABLE", "PROTOCOL_TABLE", "NODE_TABLE", "by_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,10 @@ class Limit:
     value: int
     unit: str
     help: str
+    #: "protocol" (docs/protocol.md) or "node" (docs/security.md).
+    scope: str = "protocol"
+    #: Why this value: what it bounds and what a normal peer or member needs.
+    why: str = ""
 
 
 TABLE: tuple[Limit, ...] = (
@@ -51,9 +60,22 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_bundle_header_bytes", 262_144, "bytes", "payload of a bundle's header frame"),
     Limit("max_bundle_boards", 1_024, "boards", "boards named in a bundle's header"),
     Limit("max_bundle_parts", 9_999, "parts", "parts of one split bundle"),
+    # ---- Node-local bounds (scope "node"; docs/security.md, "Limits") ----
+    # Node: outbound requests to peers (node/sync.py, node/server.py).
+    # Node: the gossip listener (node/api.py, node/listeners.py).
+    # Node: web UI and public view pages (node/web/).
+    # Node: bundles and storage (protocol/bundle.py, node/store.py).
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
+assert len(_BY_NAME) == len(TABLE), "duplicate limit name"
+assert all(limit.scope in ("protocol", "node") for limit in TABLE)
+assert all(limit.why for limit in TABLE if limit.scope == "node"), "a node limit needs its rationale"
+
+#: The limits that are part of the protocol (sent in ``GET /v1/info``, listed in docs/protocol.md).
+PROTOCOL_TABLE: tuple[Limit, ...] = tuple(limit for limit in TABLE if limit.scope == "protocol")
+#: The node's own resource bounds (listed in docs/security.md).
+NODE_TABLE: tuple[Limit, ...] = tuple(limit for limit in TABLE if limit.scope == "node")
 
 
 def by_name(name: str) -> int:

@@ -76,8 +76,8 @@ def test_every_limit_is_in_the_limits_table_with_its_value(doc: str) -> None:
         for cells in table_rows(section(doc, "Limits"))
         if cells[0].startswith("`")
     }
-    assert set(rows) == {limit.name for limit in limits.TABLE}
-    for limit in limits.TABLE:
+    assert set(rows) == {limit.name for limit in limits.PROTOCOL_TABLE}
+    for limit in limits.PROTOCOL_TABLE:
         name, value, unit, meaning = rows[limit.name]
         assert value == str(limit.value), limit.name
         assert unit == limit.unit, limit.name
