@@ -62,9 +62,135 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_bundle_parts", 9_999, "parts", "parts of one split bundle"),
     # ---- Node-local bounds (scope "node"; docs/security.md, "Limits") ----
     # Node: outbound requests to peers (node/sync.py, node/server.py).
+    Limit("max_info_boards", 1_024, "boards", "boards listed in one `GET /v1/info` answer"),
+    Limit("peer_connect_timeout_s", 10, "seconds", "time to open a connection to a peer", scope="node",
+          why="A peer that accepts no connection must not hold a sync or a push; any reachable peer, "
+              "even over Tor, connects well within it."),
+    Limit("peer_read_timeout_s", 20, "seconds", "longest silence while waiting for or reading a peer's answer",
+          scope="node",
+          why="A tarpit that accepts and then says nothing is a failure after this; an honest peer "
+              "starts any answer within a few seconds and then streams without pause."),
+    Limit("peer_request_timeout_s", 60, "seconds", "whole reconcile, fetch or push request to a peer",
+          scope="node",
+          why="Bounds a peer that trickles its answer; the largest request (4 MiB of posts) needs "
+              "only 0.6 Mbit/s to fit, and a cut sync resumes where it stopped."),
+    Limit("peer_short_request_timeout_s", 15, "seconds",
+          "whole info, peer-list or announce request to a peer", scope="node",
+          why="These answers are small (a board list, 32 URLs, up to 1024 ids): a peer that needs "
+              "longer is treated as a tarpit and backed off, so it cannot hold a push or a sync."),
+    Limit("peer_sync_timeout_s", 1_800, "seconds", "one whole anti-entropy sync with one peer", scope="node",
+          why="Anti-entropy talks to one peer at a time: a peer that keeps a sync alive with slow, "
+              "valid answers loses it after this; what was learned is kept and the next sync goes on."),
+    Limit("max_peer_info_bytes", 1_048_576, "bytes", "answer to GET /v1/info or GET /v1/peers", scope="node",
+          why="Read into memory and parsed as JSON; an honest info lists at most 1024 boards, under "
+              "600 KiB even with every name at its longest in escaped JSON."),
     # Node: the gossip listener (node/api.py, node/listeners.py).
+    Limit("listener_idle_timeout_s", 15, "seconds", "an idle connection (no request begun) is closed after this",
+          scope="node",
+          why="Every open connection costs a socket and a buffer; a peer's client opens a connection when it "
+              "has a request to send and sends it at once, and reconnecting costs it one round trip."),
+    Limit("listener_head_timeout_s", 10, "seconds", "time to send a request's head (request line and headers)",
+          scope="node",
+          why="Stops slowloris: a head is under 8 KiB and is sent in one packet by every real client, so ten "
+              "seconds is room for the slowest link."),
+    Limit("listener_body_timeout_s", 60, "seconds", "time to send a request's body in full", scope="node",
+          why="A body held open holds its share of max_body_bytes_in_flight; the largest body (4 MiB) "
+              "needs only 0.6 Mbit/s to arrive in time."),
+    Limit("listener_min_body_rate", 4_096, "bytes/s",
+          "slowest average rate a body may arrive at, after the first listener_head_timeout_s", scope="node",
+          why="Closes a body that trickles (or an endless chunked body that sends little) well before "
+              "listener_body_timeout_s; 4 KiB/s is slower than any link a node gossips over."),
+    Limit("listener_answer_timeout_s", 60, "seconds", "time a client has to take an answer before it is cut off",
+          scope="node",
+          why="An answer the client does not read stays in memory; the largest answer a node writes "
+              "(max_fetch_answer_bytes) needs only 0.15 Mbit/s to be taken in time."),
+    Limit("max_connections", 512, "connections", "open connections to one listener, all clients together",
+          scope="node",
+          why="Keeps the node under its file-descriptor limit and its memory small whatever the number of "
+              "addresses an attacker has; a node gossips with a few dozen peers at most."),
+    Limit("max_connections_per_client", 32, "connections",
+          "open connections to one listener from one client (an IPv4 address or an IPv6 /64)", scope="node",
+          why="One address cannot take the listener; a peer's client uses a handful of connections at once."),
+    Limit("max_connections_per_subnet", 128, "connections",
+          "open connections to one listener from one IPv4 /24", scope="node",
+          why="Four times the per-client cap: a /24 of attackers cannot take the listener either, while a "
+              "few NATed members of one network still fit."),
+    Limit("max_requests_in_flight_per_client", 16, "requests",
+          "requests from one client being received, handled or answered at once", scope="node",
+          why="More are answered 503 busy; a peer's sync and pushes make a few requests at a time."),
+    Limit("max_body_bytes_in_flight", 67_108_864, "bytes",
+          "request bodies being received or handled at once, all clients together", scope="node",
+          why="Bounds the memory of slow or concurrent large bodies (each is read whole into memory); "
+              "sixteen full 4 MiB pushes at once are far past what honest peers send."),
+    Limit("max_body_bytes_in_flight_per_client", 16_777_216, "bytes",
+          "request bodies from one client being received or handled at once", scope="node",
+          why="One client cannot take all of max_body_bytes_in_flight; four full pushes at once is more "
+              "than a peer ever sends."),
+    Limit("max_body_bytes_in_flight_per_subnet", 33_554_432, "bytes",
+          "request bodies from one IPv4 /24 being received or handled at once", scope="node",
+          why="Half of max_body_bytes_in_flight: one /24 of attackers sending slow large bodies cannot take "
+              "the whole shared budget from the peers of every other network."),
+    Limit("small_body_bytes", 65_536, "bytes",
+          "a request body up to this size is admitted outside the shared and per-/24 body budgets", scope="node",
+          why="Reconcile rounds, fetch and announce requests and pushes of fresh posts are this small: a "
+              "few addresses that fill the shared budget with slow large bodies must not stop an honest "
+              "peer's sync.  Small bodies still count against the per-client budget and the connection "
+              "caps, which bound their memory (512 connections of 64 KiB)."),
+    Limit("max_unread_answer_bytes_per_client", 4_194_304, "bytes",
+          "answer bytes written to one client that it has not yet taken", scope="node",
+          why="A client that asks and does not read would otherwise queue answers in memory; past this its "
+              "next requests are answered 503 busy until it reads."),
+    Limit("max_fetch_answer_bytes", 1_048_576, "bytes", "encoded size of one `POST /v1/fetch` answer",
+          scope="node",
+          why="A 35 KB fetch request could ask for a 4 MiB answer; the asker fetches what did not come "
+              "again, so a smaller answer costs an honest peer only a few more round trips."),
+    Limit("max_subnet_requests_per_s", 200, "requests/s",
+          "sustained gossip API requests from one IPv4 /24", scope="node",
+          why="Four times max_requests_per_s: a /24 of attackers cannot multiply its budget without bound."),
+    Limit("max_subnet_request_burst", 800, "requests", "gossip API requests from one IPv4 /24 in a burst",
+          scope="node", why="Four times max_request_burst, for the same reason."),
+    Limit("refused_request_cost", 5, "requests",
+          "tokens of the rate limit a request answered with a 4xx error costs", scope="node",
+          why="A client that keeps sending bad input is slowed down five times faster than one that "
+              "sends good requests; an honest peer almost never gets a 4xx answer."),
+    Limit("max_client_log_lines_per_min", 60, "lines",
+          "log lines that what clients send can add to the log in one minute", scope="node",
+          why="Malformed HTTP is logged at debug only; the rest (a handler's bug, a reset) is capped so "
+              "that no client can fill the disk or drown the log."),
     # Node: web UI and public view pages (node/web/).
+    Limit("ui_thread_page_replies", 100, "replies", "replies shown on one page of a thread", scope="node",
+          why="a page of a thread is rendered on the event loop: 100 replies of at most 16 KiB each stay a few "
+              "MiB at worst, and a conversation a member reads at once is far shorter"),
+    Limit("ui_boards_page_boards", 100, "boards", "boards shown on one page of the boards list", scope="node",
+          why="anyone can start a board, so a node may hear of any number of them; a member follows a few dozen, "
+              "and the name filter and the A-Z order reach every other one"),
+    Limit("ui_hidden_page_authors", 200, "authors", "hidden authors shown on one page of the hidden-authors list",
+          scope="node", why="a member hides authors one at a time; 200 names fit on a page and further pages show "
+                            "the rest"),
+    Limit("ui_author_names_shown", 50, "names", "names an author has published shown on the author's page",
+          scope="node", why="a key may sign any number of profiles; the newest names tell a member who this is, "
+                            "and a person renames a pseudonym a few times, not thousands"),
     # Node: bundles and storage (protocol/bundle.py, node/store.py).
+    Limit("bundle_resync_overlap", 4, "frames",
+          "failed frame checks that may cover one byte of a bundle before frames starting there go unchecked",
+          scope="node",
+          why="Bounds the work of reading a bundle to a few passes over it: checking a frame costs the length "
+              "it claims, and a crafted file can claim the largest length at every few bytes.  Accidental "
+              "damage covers a byte with one failed frame, rarely two."),
+    Limit("max_import_problems", 1_000, "problems",
+          "damage reports and refused posts an import keeps by name (the rest are counted)", scope="node",
+          why="A crafted bundle can hold a damaged frame or an invalid post every few dozen bytes; the report "
+              "of a 100 MB file would then hold millions of entries.  A real import shows a handful."),
+    Limit("max_store_bytes", 8_589_934_592, "bytes",
+          "default cap on the database file (setting max_store_bytes; 0: up to the disk)", scope="node",
+          why="Any peer can push valid posts under keys of its own; at this size writes stop with "
+              "storage_full instead of filling the disk of the machine.  8 GiB is over 400,000 posts of the "
+              "largest size, far beyond any board a member reads."),
+    Limit("max_wal_bytes", 67_108_864, "bytes", "write-ahead log of the database, after a checkpoint",
+          scope="node",
+          why="The log is copied into the database at a checkpoint; a log allowed to grow to several times "
+              "the database needs as much free disk again when it is checkpointed.  64 MiB is twice the "
+              "automatic checkpoint interval, so normal gossip never meets it."),
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
@@ -107,3 +233,37 @@ MAX_REQUEST_BURST = by_name("max_request_burst")
 MAX_BUNDLE_HEADER_BYTES = by_name("max_bundle_header_bytes")
 MAX_BUNDLE_BOARDS = by_name("max_bundle_boards")
 MAX_BUNDLE_PARTS = by_name("max_bundle_parts")
+UI_THREAD_PAGE_REPLIES = by_name("ui_thread_page_replies")
+UI_BOARDS_PAGE_BOARDS = by_name("ui_boards_page_boards")
+UI_HIDDEN_PAGE_AUTHORS = by_name("ui_hidden_page_authors")
+UI_AUTHOR_NAMES_SHOWN = by_name("ui_author_names_shown")
+MAX_INFO_BOARDS = by_name("max_info_boards")
+PEER_CONNECT_TIMEOUT_S = by_name("peer_connect_timeout_s")
+PEER_READ_TIMEOUT_S = by_name("peer_read_timeout_s")
+PEER_REQUEST_TIMEOUT_S = by_name("peer_request_timeout_s")
+PEER_SHORT_REQUEST_TIMEOUT_S = by_name("peer_short_request_timeout_s")
+PEER_SYNC_TIMEOUT_S = by_name("peer_sync_timeout_s")
+MAX_PEER_INFO_BYTES = by_name("max_peer_info_bytes")
+BUNDLE_RESYNC_OVERLAP = by_name("bundle_resync_overlap")
+MAX_IMPORT_PROBLEMS = by_name("max_import_problems")
+MAX_STORE_BYTES = by_name("max_store_bytes")
+MAX_WAL_BYTES = by_name("max_wal_bytes")
+LISTENER_IDLE_TIMEOUT_S = by_name("listener_idle_timeout_s")
+LISTENER_HEAD_TIMEOUT_S = by_name("listener_head_timeout_s")
+LISTENER_BODY_TIMEOUT_S = by_name("listener_body_timeout_s")
+LISTENER_MIN_BODY_RATE = by_name("listener_min_body_rate")
+LISTENER_ANSWER_TIMEOUT_S = by_name("listener_answer_timeout_s")
+MAX_CONNECTIONS = by_name("max_connections")
+MAX_CONNECTIONS_PER_CLIENT = by_name("max_connections_per_client")
+MAX_CONNECTIONS_PER_SUBNET = by_name("max_connections_per_subnet")
+MAX_REQUESTS_IN_FLIGHT_PER_CLIENT = by_name("max_requests_in_flight_per_client")
+MAX_BODY_BYTES_IN_FLIGHT = by_name("max_body_bytes_in_flight")
+MAX_BODY_BYTES_IN_FLIGHT_PER_CLIENT = by_name("max_body_bytes_in_flight_per_client")
+MAX_BODY_BYTES_IN_FLIGHT_PER_SUBNET = by_name("max_body_bytes_in_flight_per_subnet")
+SMALL_BODY_BYTES = by_name("small_body_bytes")
+MAX_UNREAD_ANSWER_BYTES_PER_CLIENT = by_name("max_unread_answer_bytes_per_client")
+MAX_FETCH_ANSWER_BYTES = by_name("max_fetch_answer_bytes")
+MAX_SUBNET_REQUESTS_PER_S = by_name("max_subnet_requests_per_s")
+MAX_SUBNET_REQUEST_BURST = by_name("max_subnet_request_burst")
+REFUSED_REQUEST_COST = by_name("refused_request_cost")
+MAX_CLIENT_LOG_LINES_PER_MIN = by_name("max_client_log_lines_per_min")
