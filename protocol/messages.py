@@ -43,8 +43,14 @@ _BATCH_OVERHEAD = 16
 _POST_OVERHEAD = 8
 
 
-def _open(data: bytes, length: int, what: str) -> list:
-    value = wire.unpack_canonical(data, max_bytes=limits.MAX_REQUEST_BYTES, what=what)
+#: The largest push result: max_posts_per_batch rejections of a 32-byte id and a code of at
+#: most 64 code points (256 bytes of UTF-8), with their headers.  A peer's answer is refused
+#: past it before it is decoded.
+MAX_PUSH_RESULT_BYTES = 16 + limits.MAX_POSTS_PER_BATCH * (1 + 2 + ID_BYTES + 3 + 256)
+
+
+def _open(data: bytes, length: int, what: str, max_bytes: int = limits.MAX_REQUEST_BYTES) -> list:
+    value = wire.unpack_canonical(data, max_bytes=max_bytes, what=what)
     if type(value) is not list or not value:
         raise FieldError(f"{what}: expected a non-empty array")
     if type(value[0]) is not int:
@@ -85,13 +91,13 @@ def encode_ids(ids: Sequence[bytes]) -> bytes:
 
 
 def decode_ids(data: bytes, what: str = "id request") -> IdRequest:
-    """Decode an IdRequest.  Raises a DecodeError subclass (TooLargeError past the limit)."""
-    _, ids = _open(data, 2, what)
-    wire.expect_list(ids, None, f"{what} ids")
-    if len(ids) > limits.MAX_IDS_PER_REQUEST:
-        raise TooLargeError(f"{what}: {len(ids)} ids, the limit is {limits.MAX_IDS_PER_REQUEST}")
-    for item in ids:
-        wire.expect_bytes(item, f"{what} id", length=ID_BYTES)
+    """Decode an IdRequest.  Raises a DecodeError subclass (TooLargeError past the limit).
+
+    The count is checked from the array header and each id as it is read, so that a body of
+    millions of tiny items is refused at once (wire.unpack_bin_list).
+    """
+    ids = wire.unpack_bin_list(data, max_bytes=limits.MAX_REQUEST_BYTES, version=MESSAGE_VERSION,
+                               max_items=limits.MAX_IDS_PER_REQUEST, item_len=ID_BYTES, what=what)
     return IdRequest(tuple(ids))
 
 
@@ -105,14 +111,16 @@ def encode_posts(raws: Sequence[bytes]) -> bytes:
     return data
 
 
-def post_batches(raws: Sequence[bytes]) -> Iterator[list[bytes]]:
+def post_batches(raws: Sequence[bytes], max_bytes: int = limits.MAX_REQUEST_BYTES) -> Iterator[list[bytes]]:
     """Split raw posts, in order, into batches that each fit one PostBatch: at most
-    max_posts_per_batch posts and (with room for the msgpack headers) max_request_bytes."""
+    max_posts_per_batch posts and (with room for the msgpack headers) ``max_bytes``, which is
+    max_request_bytes unless a smaller bound is asked for.  A post larger than ``max_bytes``
+    on its own still makes a batch of one."""
     batch: list[bytes] = []
     size = _BATCH_OVERHEAD
     for raw in raws:
         if batch and (len(batch) == limits.MAX_POSTS_PER_BATCH
-                      or size + len(raw) + _POST_OVERHEAD > limits.MAX_REQUEST_BYTES):
+                      or size + len(raw) + _POST_OVERHEAD > max_bytes):
             yield batch
             batch, size = [], _BATCH_OVERHEAD
         batch.append(raw)
@@ -122,13 +130,14 @@ def post_batches(raws: Sequence[bytes]) -> Iterator[list[bytes]]:
 
 
 def decode_posts(data: bytes, what: str = "post batch") -> PostBatch:
-    """Decode a PostBatch (the posts themselves are not checked here: see posts.check_post)."""
-    _, raws = _open(data, 2, what)
-    wire.expect_list(raws, None, f"{what} posts")
-    if len(raws) > limits.MAX_POSTS_PER_BATCH:
-        raise TooLargeError(f"{what}: {len(raws)} posts, the limit is {limits.MAX_POSTS_PER_BATCH}")
-    for raw in raws:
-        wire.expect_bytes(raw, f"{what} post", max_len=limits.MAX_POST_BYTES)
+    """Decode a PostBatch (the posts themselves are not checked here: see posts.check_post).
+
+    Raises a DecodeError subclass; the count is checked from the array header and each post's
+    size as it is read (wire.unpack_bin_list).
+    """
+    raws = wire.unpack_bin_list(data, max_bytes=limits.MAX_REQUEST_BYTES, version=MESSAGE_VERSION,
+                                max_items=limits.MAX_POSTS_PER_BATCH, item_max_len=limits.MAX_POST_BYTES,
+                                what=what)
     return PostBatch(tuple(raws))
 
 
@@ -141,7 +150,7 @@ def encode_push_result(result: PushResult) -> bytes:
 
 def decode_push_result(data: bytes) -> PushResult:
     """Decode a PushResult.  Raises a DecodeError subclass."""
-    _, accepted, duplicates, rejected = _open(data, 4, "push result")
+    _, accepted, duplicates, rejected = _open(data, 4, "push result", MAX_PUSH_RESULT_BYTES)
     wire.expect_int(accepted, "accepted", hi=limits.MAX_POSTS_PER_BATCH)
     wire.expect_int(duplicates, "duplicates", hi=limits.MAX_POSTS_PER_BATCH)
     wire.expect_list(rejected, None, "rejected")

@@ -14,17 +14,26 @@ from typing import Any
 
 import msgpack
 
-from .errors import FieldError, MalformedError, NonCanonicalError, TooLargeError
+from . import limits
+from .errors import FieldError, MalformedError, NonCanonicalError, TooLargeError, VersionError
 
 __all__ = [
     "pack",
     "unpack",
     "unpack_canonical",
+    "unpack_bin_list",
     "expect_list",
     "expect_int",
     "expect_bytes",
     "expect_str",
 ]
+
+
+#: The most items any array or map of the protocol may hold (the largest count limit).  The
+#: decoder refuses a longer container from its header, before it builds a single item, so a
+#: body that announces millions of items costs nothing.
+MAX_CONTAINER_ITEMS = max(limits.MAX_RECONCILE_RANGES, limits.MAX_IDLIST_IDS, limits.MAX_IDS_PER_REQUEST,
+                          limits.MAX_POSTS_PER_BATCH, limits.MAX_BUNDLE_BOARDS)
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -43,7 +52,8 @@ def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = 
     floats, timestamps and non-string map keys are refused there); the generic walk that
     refuses them is then skipped.
 
-    Raises TooLargeError when ``data`` is longer than ``max_bytes`` and MalformedError for
+    Raises TooLargeError when ``data`` is longer than ``max_bytes`` or holds an array or map
+    of more than MAX_CONTAINER_ITEMS items (refused from its header), and MalformedError for
     anything that is not exactly one well-formed msgpack value of the allowed types.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -57,6 +67,11 @@ def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = 
             use_list=True,
             strict_map_key=True,
             ext_hook=_no_ext,
+            # Checked against each container's header before its items are built.
+            max_array_len=MAX_CONTAINER_ITEMS,
+            max_map_len=MAX_CONTAINER_ITEMS,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
         )
     except MalformedError:
         raise
@@ -65,6 +80,9 @@ def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = 
     except (ValueError, msgpack.UnpackException) as exc:
         # ValueError covers truncated input, bad UTF-8, too-deep nesting, non-string map keys
         # and the length caps.  Nothing else is expected from unpackb.
+        if "exceeds max_" in str(exc):
+            # A container longer than any the protocol allows, refused from its header.
+            raise TooLargeError(f"{what}: a container has more than {MAX_CONTAINER_ITEMS} items") from None
         raise MalformedError(f"{what}: not well-formed msgpack ({type(exc).__name__})") from None
     if not typed:
         _reject_floats(value, what)
@@ -101,6 +119,128 @@ def unpack_canonical(data: bytes, *, max_bytes: int, what: str = "message") -> A
     if again != bytes(data):
         raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
     return value
+
+
+# --- bounded, item-by-item decoding of ``[version, [bin, ...]]`` --------------------------
+
+
+def _is_array_head(byte: int) -> bool:
+    return 0x90 <= byte <= 0x9F or byte in (0xDC, 0xDD)
+
+
+def _is_int_head(byte: int) -> bool:
+    return byte <= 0x7F or byte >= 0xE0 or 0xCC <= byte <= 0xD3
+
+
+def _array_head(n: int) -> int:
+    """The first byte of the canonical header of an array of ``n`` items."""
+    return 0x90 | n if n <= 15 else 0xDC if n <= 0xFFFF else 0xDD
+
+
+def _bin_head(n: int) -> int:
+    """The first byte of the canonical header of a binary string of ``n`` bytes."""
+    return 0xC4 if n <= 0xFF else 0xC5 if n <= 0xFFFF else 0xC6
+
+
+def _array_count(data: bytes, at: int, what: str) -> int:
+    """The item count of the array header at ``data[at]``; MalformedError if it is cut off."""
+    head = data[at]
+    if head <= 0x9F:
+        return head & 0x0F
+    size = 2 if head == 0xDC else 4
+    if at + 1 + size > len(data):
+        raise MalformedError(f"{what}: truncated")
+    return int.from_bytes(data[at + 1 : at + 1 + size], "big")
+
+
+def unpack_bin_list(
+    data: bytes,
+    *,
+    max_bytes: int,
+    version: int,
+    max_items: int,
+    item_len: int | None = None,
+    item_max_len: int | None = None,
+    what: str = "message",
+) -> list[bytes]:
+    """Decode the canonical message ``[version, [bin, ...]]`` and return the binary strings.
+
+    The message is read one header at a time, and each check is made as soon as its header is
+    read: a body that announces millions of items, or holds anything but binary strings, is
+    refused after a few bytes, without building the value first.  The result is the same as
+    :func:`unpack_canonical` followed by the shape checks, with the same error classes.
+
+    Raises TooLargeError (``data`` over ``max_bytes``, more than ``max_items`` items, an item
+    over ``item_max_len``), MalformedError (not well-formed, truncated, trailing bytes),
+    NonCanonicalError (a header not in its shortest form), VersionError (another version) and
+    FieldError (any other shape).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedError(f"{what}: expected bytes")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise TooLargeError(f"{what} is {len(data)} bytes, the limit is {max_bytes}")
+    if not data or data[0] == 0xC1:
+        raise MalformedError(f"{what}: not well-formed msgpack")
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=True, ext_hook=_no_ext, max_buffer_size=len(data),
+        max_array_len=MAX_CONTAINER_ITEMS, max_map_len=MAX_CONTAINER_ITEMS,
+        max_str_len=max_bytes, max_bin_len=max_bytes,
+    )
+    unpacker.feed(data)
+    try:
+        if not _is_array_head(data[0]):
+            raise FieldError(f"{what}: expected a non-empty array")
+        length = unpacker.read_array_header()
+        if data[0] != _array_head(length):
+            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+        if length == 0:
+            raise FieldError(f"{what}: expected a non-empty array")
+        at = unpacker.tell()
+        if at >= len(data):
+            raise MalformedError(f"{what}: truncated")
+        if not _is_int_head(data[at]):
+            raise FieldError(f"{what}: the version must be an integer")
+        got = unpacker.unpack()
+        if pack(got) != data[at : unpacker.tell()]:
+            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+        if got != version:
+            raise VersionError(f"{what}: message version {got} is not supported")
+        if length != 2:
+            raise FieldError(f"{what}: expected 2 items, got {length}")
+        at = unpacker.tell()
+        if at >= len(data):
+            raise MalformedError(f"{what}: truncated")
+        if not _is_array_head(data[at]):
+            raise FieldError(f"{what} items: expected an array")
+        # The count is read from the header by hand, so that a count past the limit is
+        # reported as too_large rather than as the decoder's own cap.
+        count = _array_count(data, at, what)
+        if count > max_items:
+            raise TooLargeError(f"{what}: {count} items, the limit is {max_items}")
+        if unpacker.read_array_header() != count or data[at] != _array_head(count):
+            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+        items: list[bytes] = []
+        for _ in range(count):
+            at = unpacker.tell()
+            if at >= len(data):
+                raise MalformedError(f"{what}: truncated")
+            if data[at] not in (0xC4, 0xC5, 0xC6):
+                raise FieldError(f"{what} item: expected binary")
+            item = unpacker.unpack()
+            if data[at] != _bin_head(len(item)):
+                raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+            if item_len is not None and len(item) != item_len:
+                raise FieldError(f"{what} item: expected {item_len} bytes, got {len(item)}")
+            if item_max_len is not None and len(item) > item_max_len:
+                raise TooLargeError(f"{what} item: {len(item)} bytes, the limit is {item_max_len}")
+            items.append(item)
+        if unpacker.tell() != len(data):
+            raise MalformedError(f"{what}: trailing bytes after the msgpack value")
+    except (ValueError, msgpack.UnpackException) as exc:
+        # Truncated input (OutOfData), a header over the caps: the bytes are not a message.
+        raise MalformedError(f"{what}: not well-formed msgpack ({type(exc).__name__})") from None
+    return items
 
 
 # --- shape checks shared by every decoder ------------------------------------------------
