@@ -238,7 +238,9 @@ class FileReport:
     records: int = 0
     expected: int | None = None
     complete: bool = False
+    #: The first ``max_import_problems`` damage reports; ``damaged_more`` counts the others.
     damaged: list[bundle.Damaged] = field(default_factory=list)
+    damaged_more: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -246,6 +248,7 @@ class FileReport:
             "part": self.part, "parts": self.parts, "boards": list(self.boards), "records": self.records,
             "expected": self.expected, "complete": self.complete,
             "damaged": [{"offset": d.offset, "code": d.code, "reason": d.reason} for d in self.damaged],
+            "damaged_more": self.damaged_more,
         }
 
 
@@ -257,13 +260,21 @@ class ImportReport:
     added: int = 0
     duplicates: int = 0
     refused: Counter = field(default_factory=Counter)  # code -> count: valid posts this node does not take
-    invalid: list[tuple[str, bytes | None, str]] = field(default_factory=list)  # (file, id, code)
+    #: (file, id, code) of the first ``max_import_problems`` invalid posts; ``invalid_more``
+    #: counts the others, so that a crafted file cannot make the report itself fill memory.
+    invalid: list[tuple[str, bytes | None, str]] = field(default_factory=list)
+    invalid_more: int = 0
     missing_parts: dict[bytes, list[int]] = field(default_factory=dict)
     part_problems: list[str] = field(default_factory=list)
 
     @property
     def damaged(self) -> int:
-        return sum(len(f.damaged) for f in self.files)
+        return sum(len(f.damaged) + f.damaged_more for f in self.files)
+
+    @property
+    def invalid_count(self) -> int:
+        """How many posts were refused as invalid (named in ``invalid`` or counted in ``invalid_more``)."""
+        return len(self.invalid) + self.invalid_more
 
     def problems(self) -> list[str]:
         """One line per thing that went wrong, for people."""
@@ -271,10 +282,14 @@ class ImportReport:
         for f in self.files:
             for d in f.damaged:
                 lines.append(f"{f.path}: {d}")
+            if f.damaged_more:
+                lines.append(f"{f.path}: {f.damaged_more} more damaged places not listed")
             if f.expected is not None and f.records < f.expected:
                 lines.append(f"{f.path}: {f.expected - f.records} of {f.expected} posts could not be read")
         for name, pid, code in self.invalid:
             lines.append(f"{name}: post {pid.hex()[:16] if pid else '(unreadable)'} refused: {code}")
+        if self.invalid_more:
+            lines.append(f"{self.invalid_more} more invalid posts refused, not listed")
         lines.extend(self.part_problems)
         return lines
 
@@ -290,6 +305,7 @@ class ImportReport:
             "refused": dict(sorted(self.refused.items())),
             "invalid": [{"file": name, "id": pid.hex() if pid else None, "code": code}
                         for name, pid, code in self.invalid],
+            "invalid_more": self.invalid_more,
             "missing_parts": [{"bundle_id": bid.hex(), "parts": parts}
                               for bid, parts in sorted(self.missing_parts.items())],
             "files": [f.as_dict() for f in self.files],
@@ -376,7 +392,10 @@ async def import_bundles(paths: Sequence[Path], ingest: Ingest, *, progress: Pro
 
 def _note(file_report: FileReport, tracker: bundle.PartTracker, event: object) -> None:
     if isinstance(event, bundle.Damaged):
-        file_report.damaged.append(event)
+        if len(file_report.damaged) < limits.MAX_IMPORT_PROBLEMS:
+            file_report.damaged.append(event)
+        else:
+            file_report.damaged_more += 1
     elif isinstance(event, bundle.Header):
         file_report.bundle_id, file_report.part, file_report.parts = event.bundle_id, event.part, event.parts
         file_report.boards = event.boards
@@ -395,5 +414,7 @@ def _count(report: ImportReport, name: str, result: IngestReport) -> None:
     for pid, code in result.rejected:
         if code in REFUSALS:
             report.refused[code] += 1
-        else:
+        elif len(report.invalid) < limits.MAX_IMPORT_PROBLEMS:
             report.invalid.append((name, pid, code))
+        else:
+            report.invalid_more += 1

@@ -193,8 +193,8 @@ def import_cmd(ctx, files: tuple[Path, ...], as_json: bool) -> None:
         damaged_files = sum(1 for f in report.files if f.damaged)
         if damaged_files:
             parts.append(f"damage in {damaged_files} file{'s' if damaged_files != 1 else ''}")
-        if report.invalid:
-            parts.append(f"{len(report.invalid)} invalid post{'s' if len(report.invalid) != 1 else ''} refused")
+        if report.invalid_count:
+            parts.append(f"{report.invalid_count} invalid post{'s' if report.invalid_count != 1 else ''} refused")
         if report.missing_parts:
             gone = sum(len(v) for v in report.missing_parts.values())
             parts.append(f"{gone} missing part{'s' if gone != 1 else ''} of a split bundle")

@@ -429,6 +429,9 @@ class _Frame:
 
 _NEED = _Frame("need")
 _SHORT = _Frame("short")
+#: A frame head that may start a frame, but is not checked: too many frames that failed their
+#: checks already cover the byte where it starts (see BundleDecoder).
+_SKIP = _Frame("skip", reason="not checked: it starts inside other frames that failed their checks")
 
 # Drop consumed bytes from the front of the buffer once this many have piled up.
 _COMPACT_BYTES = 1 << 16
@@ -447,6 +450,17 @@ class BundleDecoder:
     this code does not read, and BundleTruncatedError when it ends before its header; nothing
     of such input may be used.  All other trouble is reported as :class:`Damaged` events.
     Memory is bounded by the largest frame (``max_bundle_header_bytes``) plus what is fed at once.
+
+    Work is linear in the size of the file, whatever its content.  Checking a frame costs as
+    much as the length it claims, and after damage every marker is a candidate, so a file made
+    of overlapping frame heads that each claim the largest length and fail their checksum would
+    otherwise cost that length for every few bytes of file.  The decoder remembers where the
+    frames that failed their checks (checksum, or a salvaged record) claimed to end, and does
+    not check a frame starting at a byte that ``bundle_resync_overlap`` failed frames already
+    cover: it is passed over like any other non-frame.  So every byte is checksummed as part of
+    at most that many failed frames, plus once as part of the frame that holds it.  A file
+    damaged by accident never gets there: a damaged frame's claimed extent ends at (or just
+    after) the next real frame, so one byte is covered by one failed frame, rarely two.
     """
 
     def __init__(self) -> None:
@@ -465,6 +479,12 @@ class BundleDecoder:
         self._records = 0
         self._after_reported = False
         self._trailer_damaged = False
+        # File offsets where frames that failed their checks claimed to end; at most
+        # bundle_resync_overlap of them still lie ahead of the read position (see class).
+        self._failed_ends: list[int] = []
+        # Where a frame cut short by the end of the file started, while the reader looks for
+        # an intact frame after it (then the cut frame was damage, else the file was cut there).
+        self._cut_at: int | None = None
 
     # --- public face ---
 
@@ -542,25 +562,28 @@ class BundleDecoder:
         if length > limit:
             return _Frame("bad", reason=f"{_FRAME_NAMES[kind]} frame says {length} bytes, over the limit of {limit}")
         size = FRAME_OVERHEAD + length
+        # Before waiting for the rest of the frame, and before the checksum, which costs as
+        # much as the claimed length: see the class docstring.
+        if len(self._open_failures(self._base + at)) >= limits.BUNDLE_RESYNC_OVERLAP:
+            return _SKIP
         if avail < size:
             return _SHORT if self._eof else _NEED
-        payload = bytes(buf[at + _HEAD_BYTES : at + _HEAD_BYTES + length])
         stored = int.from_bytes(buf[at + _HEAD_BYTES + length : at + size], "big")
         with memoryview(buf) as view:
             computed = crc32(view[at + 4 : at + _HEAD_BYTES + length])
         if computed != stored:
+            self._failed_ends.append(self._base + at + size)
+            # Only a record's payload is used after a failed checksum (see _salvage).
+            payload = bytes(buf[at + _HEAD_BYTES : at + _HEAD_BYTES + length]) if kind == FRAME_POST else b""
             return _Frame("crc", kind, payload, size, f"{_FRAME_NAMES[kind]} frame checksum does not match")
-        return _Frame("ok", kind, payload, size)
+        return _Frame("ok", kind, bytes(buf[at + _HEAD_BYTES : at + _HEAD_BYTES + length]), size)
 
-    def _valid_frame_after(self, at: int) -> bool:
-        """Whether a frame that checks out starts anywhere after index ``at`` (at the end of data)."""
-        i = at
-        while True:
-            i = self._buf.find(FRAME_MARKER, i + 1)
-            if i < 0:
-                return False
-            if self._parse(i).status == "ok":
-                return True
+    def _open_failures(self, offset: int) -> list[int]:
+        """The claimed ends of failed frames that still cover file offset ``offset``."""
+        ends = self._failed_ends
+        if ends and min(ends) <= offset:
+            ends = self._failed_ends = [end for end in ends if end > offset]
+        return ends
 
     # --- the state machine ---
 
@@ -611,13 +634,16 @@ class BundleDecoder:
         if status == "short":
             if self._avail() == 0:
                 self._finish()
-            elif self._valid_frame_after(at):
-                self._damage(offset, BundleDamagedError.code, "a frame is cut short here")
+            else:
+                # Damage if an intact frame follows, the cut otherwise: the scan decides.
+                self._cut_at = offset
                 self._consume(1)
                 self._state = _State.SCAN
-            else:
-                self._consume(self._avail())
-                self._finish(cut_at=offset)
+            return True
+        if status == "skip":
+            self._damage(offset, BundleDamagedError.code, frame.reason + "; skipping to the next intact frame")
+            self._consume(1)
+            self._state = _State.SCAN
             return True
         if status == "crc" and frame.kind == FRAME_POST and self._salvage(frame, offset):
             return True
@@ -725,16 +751,26 @@ class BundleDecoder:
             n = max(self._avail() - keep, 0)
             self._consume(n)
             if self._eof:
-                self._finish()
+                self._finish(cut_at=self._cut_at)
                 return True
             return n > 0
         skipped = i - self._pos
         self._consume(skipped)
+        offset = self.offset
         frame = self._parse(self._pos)
-        if frame.status == "need":
+        status = frame.status
+        if status == "need":
             return skipped > 0
-        if frame.status == "ok":
+        if status == "ok":
+            if self._cut_at is not None:
+                self._damage(self._cut_at, BundleDamagedError.code, "a frame is cut short here")
+                self._cut_at = None
             self._state = _State.FRAMES
+            self._accept(frame, offset)  # checked once: not parsed again in step
+        elif status == "skip":
+            # No frame starting before the nearest claimed end is checked: jump there at once.
+            target = min(self._failed_ends)
+            self._consume(max(1, min(target - offset, self._avail())))
         else:
             self._consume(1)
         return True

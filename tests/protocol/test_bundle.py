@@ -499,3 +499,61 @@ def test_error_codes_are_documented_in_the_bundle_spec():
     text = DOC.read_text(encoding="utf-8")
     for code in ("bundle_format", "bundle_truncated", "bundle_damaged", "bundle_mismatch", "bundle_parts"):
         assert f"`{code}`" in text, code
+
+
+# --- work stays linear in the size of the file ----------------------------------------------
+
+
+def _bomb(kind: bytes, length: int, count: int) -> bytes:
+    start = bundle.BundleEncoder(bundle_id=BID, created_at_ms=0, post_count=0).start()
+    return start + (bundle.FRAME_MARKER + kind + length.to_bytes(4, "big")) * count
+
+
+def _checksummed_bytes(monkeypatch, data: bytes, chunk: int | None = None) -> tuple[int, list]:
+    total = 0
+    real = bundle.crc32
+
+    def counting(view):
+        nonlocal total
+        total += len(view)
+        return real(view)
+
+    monkeypatch.setattr(bundle, "crc32", counting)
+    if chunk is None:
+        events = bundle.decode_bundle(data)
+    else:
+        decoder = bundle.BundleDecoder()
+        events = []
+        for i in range(0, len(data), chunk):
+            decoder.receive_data(data[i : i + chunk])
+            events.extend(decoder.events())
+        decoder.receive_data(b"")
+        events.extend(decoder.events())
+    monkeypatch.setattr(bundle, "crc32", real)
+    return total, events
+
+
+@pytest.mark.parametrize("kind, length", [(b"H", limits.MAX_BUNDLE_HEADER_BYTES), (b"P", limits.MAX_POST_BYTES),
+                                          (b"T", bundle.MAX_TRAILER_BYTES)])
+def test_resynchronizing_checksums_each_byte_a_bounded_number_of_times(monkeypatch, kind, length):
+    # Frame heads 9 bytes apart, each claiming the largest length and failing its checksum:
+    # the old reader checksummed `length` bytes for every 9 bytes of file.
+    data = _bomb(kind, length, 60_000)
+    work, events = _checksummed_bytes(monkeypatch, data)
+    assert work <= (limits.BUNDLE_RESYNC_OVERLAP + 1) * len(data) + limits.MAX_BUNDLE_HEADER_BYTES
+    assert [e.code for e in events if isinstance(e, Damaged)][:1] == ["bundle_damaged"]
+    assert isinstance(events[-1], End) and not events[-1].complete
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 65536])
+def test_bounded_resynchronizing_reads_the_same_in_any_chunks(monkeypatch, chunk):
+    good = encode(POOL[:4])
+    junk = (bundle.FRAME_MARKER + b"P" + limits.MAX_POST_BYTES.to_bytes(4, "big")) * 3000
+    spans = frame_spans(good)
+    cut = spans[1][0]  # between the first and the second record
+    data = good[:cut] + junk + good[cut:]
+    _, whole = _checksummed_bytes(monkeypatch, data)
+    work, chunked = _checksummed_bytes(monkeypatch, data, chunk)
+    assert chunked == whole
+    assert {e.raw for e in whole if isinstance(e, PostRecord)} == {p.raw for p in POOL[:4]}
+    assert work <= (limits.BUNDLE_RESYNC_OVERLAP + 1) * len(data) + limits.MAX_BUNDLE_HEADER_BYTES
