@@ -8,6 +8,7 @@ choices here, with the clock passed in as ``now_ms`` and randomness as ``rng``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ __all__ = [
     "PeerAddressError",
     "PeerState",
     "normalize_peer_url",
+    "canonical_host",
+    "embedded_ipv4",
     "check_learned_peer",
     "is_public_address",
     "backoff_ms",
@@ -61,7 +64,12 @@ def normalize_peer_url(url: str) -> str:
     """Check a gossip URL and normalize it to ``scheme://host:port``; raise PeerAddressError.
 
     Only http and https, a host, an optional port and no path, query, user name or fragment:
-    a peer URL is copied from node to node and must not carry anything else.
+    a peer URL is copied from node to node and must not carry anything else.  The host is made
+    canonical, so that one host has one spelling: a trailing dot is dropped, an IPv4 address in
+    any of the legacy numeric forms the system resolver still accepts (``127.1``,
+    ``0177.0.0.1``, ``0x7f.1``, ``2130706433``) becomes its dotted quad, and an IPv6 address
+    its compressed form.  A host whose last label is a number but which is not a valid IPv4
+    address is refused, as browsers do.
     """
     if not isinstance(url, str) or not url or len(url) > 512:
         raise PeerAddressError("peer URL must be a string of 1 to 512 characters")
@@ -79,43 +87,140 @@ def normalize_peer_url(url: str) -> str:
     host = parts.hostname
     if any(ch in host for ch in " %\\") or not host.isascii():
         raise PeerAddressError(f"peer URL {url!r} has an invalid host")
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
+    host = canonical_host(host, url)
     port = port or (443 if parts.scheme == "https" else 80)
     if port == 0:
         raise PeerAddressError(f"peer URL {url!r} has port 0")
     return f"{parts.scheme}://{host}:{port}"
 
 
+def canonical_host(host: str, url: str = "") -> str:
+    """The one spelling of a URL host (IPv6 in brackets); raise PeerAddressError.
+
+    ``host`` is what ``urlsplit(...).hostname`` gives: lower case, IPv6 without brackets.
+    """
+    what = repr(url or host)
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise PeerAddressError(f"peer URL {what} has an invalid IPv6 address") from None
+    # One trailing dot is the root of the DNS, not part of the name ("example.org." is
+    # "example.org"); an empty label anywhere else is not a host name at all.
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if not name or any(not label for label in labels):
+        raise PeerAddressError(f"peer URL {what} has an empty host label")
+    if _NUMBER.match(labels[-1]):
+        # The system resolver (inet_aton) reads "127.1", "0177.0.0.1", "0x7f.1" and
+        # "2130706433" as IPv4 addresses: read them the same way here, so that the address
+        # checks below see the address that would really be dialled.
+        address = _parse_ipv4(labels)
+        if address is None:
+            raise PeerAddressError(f"peer URL {what} has an invalid IPv4 address")
+        return str(address)
+    return name
+
+
+_NUMBER = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+
+
+def _parse_ipv4(labels: list[str]) -> ipaddress.IPv4Address | None:
+    """An IPv4 address written as inet_aton reads it (1 to 4 parts, each decimal, octal with a
+    leading 0, or hexadecimal with 0x), or None if it is not one."""
+    if len(labels) > 4:
+        return None
+    numbers = []
+    for label in labels:
+        if not _NUMBER.match(label):
+            return None
+        if label.startswith("0x"):
+            numbers.append(int(label[2:] or "0", 16))
+        elif len(label) > 1 and label.startswith("0"):
+            if any(ch in "89" for ch in label):
+                return None
+            numbers.append(int(label, 8))
+        else:
+            numbers.append(int(label))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: IPv4-mapped, the deprecated
+#: IPv4-compatible ``::a.b.c.d``, and the well-known NAT64 prefix (RFC 6052), which a
+#: translator on the path turns into a connection to that IPv4 address.
+_EMBEDS_LAST_32 = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+#: Never a public peer: local-use NAT64 (RFC 8215), where the IPv4 address sits depends on the
+#: operator's prefix length and the translator is in the operator's own network; and the
+#: IPv4-compatible addresses, deprecated since RFC 4291 and never routed, which some stacks
+#: still treat as the IPv4 address they end with.
+_NEVER_PUBLIC_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("::/96"))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to (mapped, compatible, NAT64, 6to4, Teredo)."""
+    for network in _EMBEDS_LAST_32:
+        if address in network:
+            return [ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
+
+
 def is_public_address(host: str) -> bool:
-    """Whether an IP address is globally routable (not loopback, private, link-local, ...)."""
+    """Whether an IP address is globally routable (not loopback, private, link-local, ...).
+
+    An IPv6 address that embeds an IPv4 address (IPv4-mapped or -compatible, NAT64, 6to4,
+    Teredo) is judged by the IPv4 address it leads to; local-use NAT64 and IPv4-compatible
+    addresses are never public.
+    Anything that is not an IP address is not public.
+    """
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC_V6):
+            return False
+        inner = embedded_ipv4(address)
+        if inner:
+            return all(_is_public(a) for a in inner)
+    return _is_public(address)
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
 def check_learned_peer(url: str, *, allow_private: bool) -> str:
     """Check a peer address learned from another node (untrusted input); return it normalized.
 
-    Unless ``allow_private``, an IP literal must be a public address and the names
-    ``localhost`` and ``*.localhost``, ``*.local``, ``*.internal`` are refused; a name is
-    checked again where it is resolved (the node refuses private results when connecting).
+    Unless ``allow_private``, an IP literal must be a public address (after the host is made
+    canonical, so ``127.1``, ``0x7f.1``, ``127.0.0.1.`` and IPv6 addresses that embed a private
+    IPv4 address are refused too) and the names ``localhost`` and ``*.localhost``, ``*.local``,
+    ``*.internal``, ``*.lan``, ``*.home.arpa`` are refused; a name is checked again where it is
+    resolved (the node refuses private results when connecting).  Raises PeerAddressError.
     """
     normal = normalize_peer_url(url)
     if allow_private:
         return normal
+    # The host is canonical here: numeric IPv4 forms are dotted quads, trailing dots are gone.
     host = urlsplit(normal).hostname or ""
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        lowered = host.lower().rstrip(".")
+        lowered = host
         if lowered == "localhost" or lowered.endswith((".localhost", ".local", ".internal", ".lan", ".home.arpa")):
             raise PeerAddressError(f"peer URL {url!r} names a local host") from None
         if "." not in lowered:
