@@ -4,6 +4,10 @@ Every request first passes :func:`guard` (docs/web-ui.md, "Security model"):
 
 1. the Host header must be one of this listener's names (else 421), which defeats DNS
    rebinding;
+1a. a request another site's page makes (Fetch Metadata, :func:`.security.resource_policy`)
+   gets a constant 403, except a top-level GET navigation (a link the member followed), which
+   gets one constant page with a link to continue: neither runs any query, so no other site
+   can learn what the node holds, or that it runs;
 2. a POST (the only method that changes anything) must come with no foreign Origin and no
    cross-site Fetch Metadata, from a live session, within the size limit, and carry that
    session's CSRF token (else 403 or 413): a refused request never reaches a handler, so it
@@ -157,6 +161,7 @@ class WebUI:
     #: however many unlock forms arrive together.
     kdf_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     _allowed: dict[int, frozenset[str]] = field(default_factory=dict)
+    _cross_site_pages: dict[str, bytes] = field(default_factory=dict)
 
     def allowed_hosts(self, port: int) -> frozenset[str]:
         if port not in self._allowed:
@@ -191,6 +196,22 @@ class WebUI:
         base.update(context)
         text = self.templates.render(lang, name, base)
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    def cross_site_page(self, lang: str) -> web.Response:
+        """The page a link from another site gets: the same bytes whatever the link's address.
+
+        It names nothing of the node (no post, no board, no count, no live cursor), and its
+        "continue" link (``href=""``, the page's own address) makes the member's next request
+        a same-origin one.
+        """
+        if lang not in self._cross_site_pages:
+            text = self.templates.render(lang, "cross_site.html", {
+                "lang": lang,
+                "static": {name: f"/static/{name}?v={f.version}" for name, f in self.static.items()},
+            })
+            self._cross_site_pages[lang] = text.encode("utf-8")
+        return web.Response(body=self._cross_site_pages[lang], content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
 
     def error_page(self, request: web.Request, status: int, message: Msg, title: Msg | None = None) -> web.Response:
@@ -247,6 +268,15 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname or not security.host_allowed(request.headers.get("Host"), ui.allowed_hosts(sockname[1])):
         return web.Response(status=421, text="421 Misdirected Request: unknown Host.\n")
+    # Before any session, store or language lookup: what another site's page gets back must
+    # not depend on anything the node holds, in its bytes or in its timing.
+    verdict = security.resource_policy(request.method, request.headers.get("Sec-Fetch-Site"),
+                                       request.headers.get("Sec-Fetch-Mode"), request.headers.get("Sec-Fetch-Dest"))
+    if verdict == security.REFUSE:
+        return web.Response(status=403, body=security.CROSS_SITE_REFUSED, content_type="text/plain",
+                            charset="utf-8", headers={"Cache-Control": "no-store"})
+    if verdict == security.NAVIGATION:
+        return ui.cross_site_page(ui.language(request))
     port = sockname[1]
     # The live cursor is taken before a handler reads the store, so that live updates miss
     # nothing in between.

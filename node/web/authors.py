@@ -8,7 +8,9 @@ shows the fingerprint beside every name, and marks a name that more than one key
 
 The names are kept in memory: read from the store once, then updated from every new post the
 node stores (``NodeCore.on_new_posts``); a retraction (which may remove a profile post) makes
-the next use read them again.
+the next use read them again.  One key may sign any number of profiles, so adding one costs
+O(log n) comparisons (no re-sort, no scan of the key's history), and a full read is built on
+the store's thread and swapped in, never on the event loop.
 
 Hidden authors are the member's local choice, kept in the store's meta table under
 :data:`HIDDEN_META` as a JSON list of hex public keys.  Their posts are not shown; nothing
@@ -17,6 +19,7 @@ is deleted.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 from collections.abc import Iterable
@@ -67,6 +70,44 @@ class AuthorView:
         return fingerprint(self.public_key)
 
 
+def _order(profile: Profile) -> tuple[int, bytes]:
+    return profile.created_at_ms, profile.post_id
+
+
+class _Names:
+    """Every profile known, by author: what :class:`AuthorBook` answers from."""
+
+    __slots__ = ("latest", "history", "boards", "by_name", "ids")
+
+    def __init__(self) -> None:
+        self.latest: dict[bytes, Profile] = {}
+        self.history: dict[bytes, list[Profile]] = {}  # oldest first
+        self.boards: set[tuple[bytes, str]] = set()
+        self.by_name: dict[str, set[bytes]] = {}
+        self.ids: set[bytes] = set()
+
+    def add(self, author: bytes, profile: Profile) -> None:
+        if profile.post_id in self.ids:
+            return
+        self.ids.add(profile.post_id)
+        self.boards.add((author, profile.board))
+        history = self.history.setdefault(author, [])
+        bisect.insort(history, profile, key=_order)
+        latest = history[-1]
+        previous = self.latest.get(author)
+        if previous is not None and previous.name != latest.name:
+            self.by_name.get(previous.name, set()).discard(author)
+        self.latest[author] = latest
+        self.by_name.setdefault(latest.name, set()).add(author)
+
+
+def _read_names(store: Store) -> _Names:
+    names = _Names()
+    for row in reversed(_all_profiles(store)):  # oldest first: appending is the common case
+        names.add(row.author, Profile(row.body, row.board, row.created_at_ms, row.id))
+    return names
+
+
 def _all_profiles(store: Store) -> list[PostRow]:
     rows: list[PostRow] = []
     before = None
@@ -101,10 +142,9 @@ class AuthorBook:
 
     def __init__(self, db: StoreThread) -> None:
         self._db = db
-        self._latest: dict[bytes, Profile] = {}
-        self._history: dict[bytes, list[Profile]] = {}
-        self._boards: set[tuple[bytes, str]] = set()
-        self._by_name: dict[str, set[bytes]] = {}
+        self._names = _Names()
+        # Profiles stored while a full read runs on the store's thread, added to its result.
+        self._arriving: list[tuple[bytes, Profile]] | None = None
         self._stale = True
         self.hidden: frozenset[bytes] = frozenset()
 
@@ -120,27 +160,21 @@ class AuthorBook:
 
     async def _load_profiles(self) -> None:
         self._stale = False
-        rows = await self._db.call(_all_profiles)
-        self._latest.clear()
-        self._history.clear()
-        self._boards.clear()
-        self._by_name.clear()
-        for row in reversed(rows):  # oldest first, so that the latest wins
-            self._add(row.author, Profile(row.body, row.board, row.created_at_ms, row.id))
+        arriving: list[tuple[bytes, Profile]] = []
+        self._arriving = arriving
+        try:
+            names = await self._db.call(_read_names)
+        finally:
+            if self._arriving is arriving:
+                self._arriving = None
+        for author, profile in arriving:  # stored after the read may have looked (added twice is harmless)
+            names.add(author, profile)
+        self._names = names
 
     def _add(self, author: bytes, profile: Profile) -> None:
-        self._boards.add((author, profile.board))
-        history = self._history.setdefault(author, [])
-        if any(p.post_id == profile.post_id for p in history):
-            return
-        history.append(profile)
-        history.sort(key=lambda p: (p.created_at_ms, p.post_id))
-        latest = history[-1]
-        previous = self._latest.get(author)
-        if previous is not None and previous.name != latest.name:
-            self._by_name.get(previous.name, set()).discard(author)
-        self._latest[author] = latest
-        self._by_name.setdefault(latest.name, set()).add(author)
+        self._names.add(author, profile)
+        if self._arriving is not None:
+            self._arriving.append((author, profile))
 
     def on_new_posts(self, new: Iterable[Post], source: str | None = None) -> None:
         """Keep up with the node: called with every batch of newly stored posts."""
@@ -151,22 +185,22 @@ class AuthorBook:
                 self._stale = True
 
     def name(self, author: bytes) -> str | None:
-        profile = self._latest.get(author)
+        profile = self._names.latest.get(author)
         return profile.name if profile else None
 
     def history(self, author: bytes) -> list[Profile]:
         """Every profile post of ``author`` known here, newest first."""
-        return list(reversed(self._history.get(author, [])))
+        return list(reversed(self._names.history.get(author, [])))
 
     def has_profile_on(self, author: bytes, board: str) -> bool:
-        return (author, board) in self._boards
+        return (author, board) in self._names.boards
 
     def view(self, author: bytes, local_names: dict[str, set[bytes]] | None = None) -> AuthorView:
         """How to show ``author``; ``local_names`` maps this machine's pseudonym names to keys."""
         name = self.name(author)
         shared = False
         if name is not None:
-            users = set(self._by_name.get(name, ()))
+            users = set(self._names.by_name.get(name, ()))
             users |= (local_names or {}).get(name, set())
             shared = bool(users - {author})
         local = any(author in keys for keys in (local_names or {}).values())

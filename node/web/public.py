@@ -14,7 +14,10 @@ Every request passes :func:`public_guard`:
 3. there are no sessions: no cookie is read for a session or ever set.
 
 Every response carries the same security headers as the member UI (a strict
-Content-Security-Policy among them).  The node's hidden-authors list is not applied: it is
+Content-Security-Policy among them).  Unlike the member UI, it answers requests from other
+sites (Fetch Metadata) as any other: it is public, so another site learns nothing from it that
+it could not fetch itself, and ``Cross-Origin-Resource-Policy: same-origin`` keeps other sites
+from embedding its responses in a visitor's browser.  The node's hidden-authors list is not applied: it is
 the member's private choice, and the public view would otherwise publish it.
 """
 

@@ -17,6 +17,11 @@ __all__ = [
     "host_allowed",
     "origin_allowed",
     "fetch_site_allowed",
+    "ALLOW",
+    "NAVIGATION",
+    "REFUSE",
+    "CROSS_SITE_REFUSED",
+    "resource_policy",
     "tokens_equal",
     "safe_next",
 ]
@@ -136,6 +141,41 @@ def fetch_site_allowed(sec_fetch_site: str | None) -> bool:
     be another port of 127.0.0.1, and ``cross-site`` any web page.
     """
     return sec_fetch_site is None or sec_fetch_site.strip().lower() in ("same-origin", "none")
+
+
+#: :func:`resource_policy` verdicts.
+ALLOW = "allow"
+NAVIGATION = "navigation"
+REFUSE = "refuse"
+
+#: The whole body of the answer to a refused cross-site request: the same bytes whatever was
+#: asked, so that neither its size nor its timing says anything about the node.
+CROSS_SITE_REFUSED = b"403 Request refused: this node answers only its own pages.\n"
+
+
+def resource_policy(method: str, site: str | None, mode: str | None, dest: str | None) -> str:
+    """What the member UI does with a request, from its Fetch Metadata headers.
+
+    ``site``, ``mode`` and ``dest`` are the values of ``Sec-Fetch-Site``, ``Sec-Fetch-Mode``
+    and ``Sec-Fetch-Dest`` (None when absent).  The answer is :data:`ALLOW` for a request of
+    the UI's own pages (``same-origin``), one the member made by typing an address or opening
+    a bookmark (``none``), or one from a browser that sends no Fetch Metadata (the Host
+    allowlist and the CSRF token guard those); :data:`NAVIGATION` for a top-level GET
+    navigation from another site (a link the member followed), which gets a constant page
+    and runs no query; and :data:`REFUSE` for every other request another site's page makes
+    (a fetch, an image, a script, a frame, a form POST), which gets a constant 403.  Another
+    port of 127.0.0.1 is ``same-site``, and is treated as another site; an unknown value is
+    refused.
+    """
+    if site is None:
+        return ALLOW
+    site = site.strip().lower()
+    if site in ("same-origin", "none"):
+        return ALLOW
+    if (method == "GET" and (mode or "").strip().lower() == "navigate"
+            and (dest or "").strip().lower() == "document"):
+        return NAVIGATION
+    return REFUSE
 
 
 def tokens_equal(given: str | None, expected: str) -> bool:

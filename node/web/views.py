@@ -22,7 +22,7 @@ from dazibao.protocol.errors import BoardError, BodyError, KeyFileError, WrongPa
 from dazibao.protocol.posts import KIND_POST, KIND_PROFILE, KIND_REPLY, KIND_RETRACT
 
 from ..keys import KeyStoreError, Pseudonym
-from ..store import BoardInfo, PeerRow, PostRow, Store
+from ..store import BoardInfo, PeerRow, PostRow, StorageFullError, Store
 from .app import LANG_COOKIE, UI, WebUI, board_url, iso, redirect, state, when
 from .authors import AuthorView
 from .i18n import Msg, N_, parse_language
@@ -33,6 +33,10 @@ from .sessions import Session
 __all__ = ["add_routes"]
 
 PAGE_SIZE = 25
+REPLIES_PAGE_SIZE = limits.UI_THREAD_PAGE_REPLIES
+BOARDS_PAGE_SIZE = limits.UI_BOARDS_PAGE_BOARDS
+HIDDEN_PAGE_SIZE = limits.UI_HIDDEN_PAGE_AUTHORS
+AUTHOR_NAMES_SHOWN = limits.UI_AUTHOR_NAMES_SHOWN
 SEARCH_PAGE_SIZE = 25
 MAX_SEARCH_RESULTS = 500
 MAX_QUERY_CHARS = 200
@@ -42,6 +46,8 @@ AUTHOR_POSTS_SHOWN = 30
 MIN_PASSPHRASE_CHARS = 8
 MAX_PASSPHRASE_CHARS = 1_024
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+_REPLY_CURSOR = re.compile(r"^([0-9]{1,19})-([0-9a-f]{64})$")
+_MS = re.compile(r"^[0-9]{1,19}$")
 
 
 class FormError(Exception):
@@ -165,6 +171,27 @@ def _page_number(request: web.Request) -> int:
     return int(text)
 
 
+def _bad_position() -> FormError:
+    return FormError(Msg(N_("That page number is not valid.")))
+
+
+def _reply_cursor(text: str | None) -> tuple[int, bytes] | None:
+    """A thread page's position: ``<created_at_ms>-<reply id in hex>``, or None when absent.
+
+    Raises FormError when it is given but malformed.
+    """
+    if text is None:
+        return None
+    match = _REPLY_CURSOR.match(text)
+    if match is None:
+        raise _bad_position()
+    return int(match.group(1)), bytes.fromhex(match.group(2))
+
+
+def reply_cursor(row: PostRow) -> str:
+    return f"{row.created_at_ms}-{row.id.hex()}"
+
+
 def _field(request: web.Request, name: str) -> str:
     value = state(request).form.get(name, "")
     return value if isinstance(value, str) else ""
@@ -181,19 +208,98 @@ def _next(request: web.Request, default: str = "/") -> str:
 # --- boards -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class BoardsQuery:
+    """Which page of the boards list a request asks for (see :func:`_boards_query`)."""
+
+    by_name: bool = False
+    contains: str = ""
+    after: str | None = None  # the last board of the previous page
+    at_ms: int | None = None  # its last activity (activity order only)
+
+    def link(self, **changes: Any) -> str:
+        fields = {"order": "name" if self.by_name else "", "filter": self.contains, "after": self.after,
+                  "at": self.at_ms}
+        fields.update(changes)
+        kept = {k: v for k, v in fields.items() if v not in (None, "")}
+        return "/?" + urlencode(kept) if kept else "/"
+
+
+def _boards_query(request: web.Request) -> BoardsQuery:
+    """The boards list's order, name filter and position, from the query string.
+
+    Raises FormError for a position that no page of this list links to.
+    """
+    q = request.query
+    by_name = q.get("order", "") == "name"
+    contains = q.get("filter", "").strip()[: limits.MAX_BOARD_CHARS]
+    after_text, at_text = q.get("after"), q.get("at")
+    if after_text is None:
+        if at_text is not None:
+            raise _bad_position()
+        return BoardsQuery(by_name, contains)
+    try:
+        after = posts.check_board(after_text)
+    except BoardError:
+        raise _bad_position() from None
+    if by_name:
+        if at_text is not None:
+            raise _bad_position()
+        return BoardsQuery(True, contains, after)
+    if at_text is None or not _MS.match(at_text):
+        raise _bad_position()
+    return BoardsQuery(False, contains, after, int(at_text))
+
+
+def _boards_window(store: Store, query: BoardsQuery, followed: frozenset[str] | set[str],
+                   limit: int) -> tuple[list[BoardInfo], bool]:
+    """One page of the boards list and whether there is a next one.
+
+    The boards this node follows but holds no post of yet are listed too (as boards with no
+    post, last in activity order).  Only ``limit + 1`` rows are read, however many boards the
+    node has heard of.
+    """
+    after: Any = query.after
+    if after is not None and not query.by_name:
+        after = (query.at_ms, query.after)
+    rows = store.board_page(limit + 1, by_name=query.by_name, after=after, contains=query.contains)
+    wanted = [b for b in followed if not query.contains or query.contains.lower() in b.lower()]
+    if query.by_name:
+        def key(info: BoardInfo) -> Any:
+            return info.board.encode("utf-8", "surrogatepass")
+    else:
+        def key(info: BoardInfo) -> Any:
+            return (-info.last_at_ms, info.board.encode("utf-8", "surrogatepass"))
+    if wanted:
+        present = store.boards_with_posts(wanted)
+        empty = [BoardInfo(b, 0, 0) for b in wanted if b not in present]
+        if query.after is not None:
+            cursor = key(BoardInfo(query.after, 0, query.at_ms or 0))
+            empty = [info for info in empty if key(info) > cursor]
+        rows = sorted(rows + empty, key=key)[: limit + 1]
+    return rows[:limit], len(rows) > limit
+
+
 async def boards_page(request: web.Request, errors: list[Msg] | None = None, status: int = 200) -> web.Response:
     ui = request.app[UI]
-    infos: list[BoardInfo] = await ui.core.db.call(Store.boards)
-    known = {info.board for info in infos}
-    rows = [(info.board, info.posts, info.last_at_ms) for info in infos]
-    rows += [(board, 0, 0) for board in sorted(ui.core.boards) if board not in known]
-    rows.sort(key=lambda r: (-r[2], r[0]))
+    try:
+        query = _boards_query(request)
+    except FormError as exc:
+        query, errors, status = BoardsQuery(), [exc.msg], 400
+    infos, more = await ui.core.db.call(_boards_window, query, ui.core.boards, BOARDS_PAGE_SIZE)
     boards = [
-        {"name": board, "posts": count, "last_at_ms": last, "carried": ui.core.carries(board)}
-        for board, count, last in rows
+        {"name": info.board, "posts": info.posts, "last_at_ms": info.last_at_ms, "carried": ui.core.carries(info.board)}
+        for info in infos
     ]
+    next_url = ""
+    if more and infos:
+        last = infos[-1]
+        next_url = query.link(after=last.board, at=None if query.by_name else last.last_at_ms)
     return ui.page(request, "boards.html", status=status, nav="boards", boards=boards,
-                   carry_all=not ui.core.boards, errors=errors or [])
+                   carry_all=not ui.core.boards, errors=errors or [], query=query,
+                   next_url=next_url, first_url=query.link(after=None, at=None) if query.after is not None else "",
+                   by_name_url=query.link(order="name", after=None, at=None),
+                   by_activity_url=query.link(order="", after=None, at=None))
 
 
 async def open_board(request: web.Request) -> web.Response:
@@ -308,17 +414,68 @@ async def thread_page(request: web.Request) -> web.Response:
     parent = await _get(ui, row.parent) if row.parent and row.kind == KIND_REPLY else None
     if parent is not None and authors.hidden(parent.author):
         parent = None  # not even the title of a hidden author's post
-    replies_rows = await ui.core.db.call(Store.replies, post_id)
+    try:
+        after = _reply_cursor(request.query.get("after"))
+        before = _reply_cursor(request.query.get("before"))
+        newest = request.query.get("newest") == "1"
+        if sum((after is not None, before is not None, newest)) > 1:
+            raise _bad_position()
+    except FormError as exc:
+        return _invalid(request, exc)
+    window = await ui.core.db.call(_reply_window, post_id, REPLIES_PAGE_SIZE, after, before, newest)
+    replies_rows = window.rows
     replies = [authors.post(r) for r in replies_rows if not authors.hidden(r.author)]
     is_text = row.kind in (KIND_POST, KIND_REPLY)
-    live = "/api/updates?" + urlencode({"thread": row.id.hex()}) if is_text else ""
+    base = f"/p/{row.id.hex()}"
+    pager = {
+        "oldest": base if window.older else "",
+        "older": f"{base}?before={reply_cursor(replies_rows[0])}" if window.older and replies_rows else "",
+        "newer": f"{base}?after={reply_cursor(replies_rows[-1])}" if window.newer and replies_rows else "",
+        "newest": f"{base}?newest=1" if window.newer else "",
+    }
+    # New replies are added at the end of the list as they arrive, which is only where they
+    # belong on the last page.
+    live = "/api/updates?" + urlencode({"thread": row.id.hex()}) if is_text and not window.newer else ""
     return ui.page(
         request, "thread.html", nav="boards", title=title_of(row.body) if is_text and not authors.hidden(row.author)
         else "",
         post=authors.post(row), parent=authors.post(parent) if parent else None,
         root_hidden=authors.hidden(row.author), replies=replies, hidden=len(replies_rows) - len(replies),
+        total_replies=window.total, pager=pager,
         form=_compose_form(board=row.board, parent=row.id.hex()), live_url=live, is_text=is_text,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyWindow:
+    rows: list[PostRow]
+    older: bool  # there are replies before ``rows``
+    newer: bool  # there are replies after ``rows``
+    total: int
+
+
+def _reply_window(store: Store, post_id: bytes, limit: int, after: tuple[int, bytes] | None,
+                  before: tuple[int, bytes] | None, newest: bool) -> ReplyWindow:
+    """One page of a thread's replies: at most ``limit + 1`` rows are read, however long the thread.
+
+    One row more than a page is read in the direction the member goes, to know whether
+    there is a next page that way; the way back is open whenever the page was reached from a
+    position (the reply at that position was there).
+    """
+    if newest or before is not None:
+        rows = store.newest_replies(post_id, limit + 1) if newest else store.reply_page(post_id, limit + 1,
+                                                                                          before=before)
+        older, newer = len(rows) > limit, not newest
+        rows = rows[-limit:] if limit else []
+    else:
+        rows = store.reply_page(post_id, limit + 1, after=after)
+        older, newer = after is not None, len(rows) > limit
+        rows = rows[:limit]
+    total = store.reply_count(post_id)
+    if not rows:
+        # Past either end (the rows were retracted meanwhile): the pager offers both ends.
+        older = newer = total > 0 and (after is not None or before is not None)
+    return ReplyWindow(rows, older, newer, total)
 
 
 async def compose_page(request: web.Request) -> web.Response:
@@ -378,7 +535,10 @@ async def compose(request: web.Request) -> web.Response:
     new = await _publish(request, signer, board, body, parent_row)
     if parent_row is not None:
         root = parent_row.id.hex()
-        return redirect(f"/p/{root}#p-{new.id.hex()}")
+        # A long thread opens at its first page: go to the last one, where the reply is.
+        count = await ui.core.db.call(Store.reply_count, parent_row.id)
+        newest = "?newest=1" if count > REPLIES_PAGE_SIZE else ""
+        return redirect(f"/p/{root}{newest}#p-{new.id.hex()}")
     return redirect(f"/p/{new.id.hex()}")
 
 
@@ -402,7 +562,11 @@ async def _publish(request: web.Request, signer, board: str, body: str, parent: 
     new = posts.create_post(signer.key, kind=kind, board=board, body=body, created_at_ms=now,
                             parent=parent.id if parent is not None else None)
     batch.append(new)
-    report = await ui.core.ingest_checked(batch, "local")
+    try:
+        report = await ui.core.ingest_checked(batch, "local")
+    except StorageFullError:
+        # Nothing was stored; an error page (507) instead of a crash, without a traceback.
+        raise web.HTTPInsufficientStorage(reason="storage full: the post was not stored") from None
     if all(p.id != new.id for p in report.accepted):
         code = next((c for i, c in report.rejected if i == new.id), "?")
         raise web.HTTPInternalServerError(reason=f"not stored: {code}")
@@ -475,20 +639,20 @@ async def search_page(request: web.Request) -> web.Response:
     except FormError as exc:
         errors.append(exc.msg)
     else:
-        if query.strip():
-            wanted = min(page * SEARCH_PAGE_SIZE + 1, MAX_SEARCH_RESULTS + 1)
-            hits = await ui.core.db.call(Store.search, query, board, wanted)
-            more = len(hits) > page * SEARCH_PAGE_SIZE and page * SEARCH_PAGE_SIZE < MAX_SEARCH_RESULTS
-            hits = hits[(page - 1) * SEARCH_PAGE_SIZE : page * SEARCH_PAGE_SIZE]
+        offset = (page - 1) * SEARCH_PAGE_SIZE
+        if query.strip() and offset < MAX_SEARCH_RESULTS:
+            # Only this page's hits (and one more, to know whether there is a next page) are read.
+            hits = await ui.core.db.call(Store.search, query, board, SEARCH_PAGE_SIZE + 1, offset=offset)
+            more = len(hits) > SEARCH_PAGE_SIZE and page * SEARCH_PAGE_SIZE < MAX_SEARCH_RESULTS
+            hits = hits[:SEARCH_PAGE_SIZE]
             authors = await _authors(request)
             for hit in hits:
                 if authors.hidden(hit.post.author):
                     hidden += 1
                     continue
                 results.append({"post": authors.post(hit.post), "snippet": highlight(hit.snippet, hit.spans)})
-    boards = sorted(info.board for info in await ui.core.db.call(Store.boards))
     return ui.page(request, "search.html", status=400 if errors else 200, nav="search", title=Msg(N_("Search")),
-                   query=query, board=board_text, boards=boards, results=results, page=page, more=more,
+                   query=query, board=board_text, results=results, page=page, more=more,
                    hidden=hidden, errors=errors, searched=bool(query.strip()) and not errors)
 
 
@@ -649,8 +813,10 @@ async def author_page(request: web.Request) -> web.Response:
     view = authors.view(key)
     rows, complete = ([], True) if view.hidden else await ui.core.db.call(
         _recent_by_author, key, AUTHOR_SCAN_ROWS, AUTHOR_POSTS_SHOWN)
+    history = ui.authors.history(key)
     return ui.page(request, "author.html", nav="", title=view.name or view.fingerprint, author=view,
-                   history=ui.authors.history(key), posts=[authors.post(r) for r in rows], complete=complete)
+                   history=history[:AUTHOR_NAMES_SHOWN], older_names=max(0, len(history) - AUTHOR_NAMES_SHOWN),
+                   posts=[authors.post(r) for r in rows], complete=complete)
 
 
 async def hide_author(request: web.Request) -> web.Response:
@@ -679,8 +845,16 @@ async def _set_hidden(request: web.Request, hidden: bool) -> web.Response:
 async def hidden_page(request: web.Request) -> web.Response:
     ui = request.app[UI]
     authors = await _authors(request)
+    try:
+        page = _page_number(request)
+    except FormError as exc:
+        return _invalid(request, exc)
+    # The list is the member's own (one form per author), kept in memory; only a page of it
+    # is rendered.
     hidden = sorted((authors.view(k) for k in ui.authors.hidden), key=lambda a: (a.name or "", a.fingerprint))
-    return ui.page(request, "hidden.html", nav="hidden", title=Msg(N_("Hidden authors")), authors=hidden)
+    shown = hidden[(page - 1) * HIDDEN_PAGE_SIZE : page * HIDDEN_PAGE_SIZE]
+    return ui.page(request, "hidden.html", nav="hidden", title=Msg(N_("Hidden authors")), authors=shown,
+                   page=page, more=len(hidden) > page * HIDDEN_PAGE_SIZE)
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -702,12 +876,12 @@ async def status_page(request: web.Request) -> web.Response:
     peers: list[PeerRow] = await core.db.call(Store.list_peers)
     now = core.now_ms()
     stored = await core.db.call(Store.count)
-    boards = await core.db.call(Store.boards)
+    boards = await core.db.call(Store.board_count)
     last_sync = max((p.last_ok_at_ms or 0 for p in peers), default=0)
     return ui.page(
         request, "status.html", nav="status", title=Msg(N_("Node status")),
         gossip_url=ui.node.gossip_url if ui.node else "", ui_url=ui.node.ui_url if ui.node else "",
-        stored=stored, carried=len(core.index), boards=len(boards), chosen=sorted(core.boards),
+        stored=stored, carried=len(core.index), boards=boards, chosen=sorted(core.boards),
         received=core.counters.received, rejected=sorted(core.counters.rejected.items()),
         rejected_total=sum(core.counters.rejected.values()), peers=[_peer_view(p, now) for p in peers],
         last_sync=last_sync, hidden=len(ui.authors.hidden),

@@ -189,8 +189,10 @@ async def test_session_cookie_is_httponly_and_strict(harness):
 
 async def test_page_opened_from_another_site_starts_no_session(harness):
     harness.client.session.cookie_jar.clear()
-    resp = await harness.client.get("/", headers={"Sec-Fetch-Site": "cross-site"})
+    resp = await harness.client.get("/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
+                                                   "Sec-Fetch-Dest": "document"})
     assert resp.status == 200
+    assert "Opened from another site" in await resp.text()
     assert "Set-Cookie" not in resp.headers
     assert len(harness.ui.sessions) == 0
 
