@@ -70,6 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
     Setting("peer_exchange", True, "learn peers from peers (and tell peers about this node's peers)."),
     Setting("max_peers", 64, "most peers remembered; the least healthy are forgotten first."),
+    Setting("max_store_bytes", 8_589_934_592,
+            "most bytes the database file may take (8 GiB); beyond it new posts are refused with storage_full "
+            "and the node keeps serving reads. 0: no cap but the disk."),
     Setting("allow_private_peers", False,
             "accept loopback and private-network addresses learned from other nodes (tests, LANs)."),
     Setting("log_level", "info", "one of debug, info, warning, error."),
@@ -121,6 +124,7 @@ class Config:
     push_fanout: int = 3
     peer_exchange: bool = True
     max_peers: int = 64
+    max_store_bytes: int = 8_589_934_592
     allow_private_peers: bool = False
     log_level: str = "info"
     retention_days: Mapping[str, int] = field(default_factory=dict)

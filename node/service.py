@@ -34,15 +34,24 @@ T = TypeVar("T")
 
 
 class StoreThread:
-    """Runs every store call on one dedicated thread: SQLite's one writer, off the event loop."""
+    """Runs every store call on one dedicated thread: SQLite's one writer, off the event loop.
 
-    def __init__(self, path: str) -> None:
+    Keeps track of whether the store is full (:attr:`full`) and says so in one log line when
+    that changes, however many writes are refused meanwhile.
+    """
+
+    def __init__(self, path: str, *, max_bytes: int | None = None) -> None:
         self._path = path
+        self._max_bytes = max_bytes
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dazibao-store")
         self._store: Store | None = None
+        #: Whether writes are refused for want of room (the disk, or max_store_bytes).
+        self.full = False
 
     async def open(self) -> None:
-        self._store = await self._run(Store, self._path)
+        self._store = await self._run(Store, self._path, max_bytes=self._max_bytes, read_only_fallback=True)
+        if self._store.full:
+            self._note_full()
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -52,13 +61,40 @@ class StoreThread:
         """``fn(store, *args, **kwargs)`` on the store thread."""
         if self._store is None:
             raise RuntimeError("store is not open")
-        return await self._run(fn, self._store, *args, **kwargs)
+        try:
+            return await self._run(fn, self._store, *args, **kwargs)
+        finally:
+            if self._store is not None and self._store.full != self.full:
+                self._note_full()
+
+    def _note_full(self) -> None:
+        store = self._store
+        assert store is not None
+        self.full = store.full
+        if not store.full:
+            log.warning("storage: there is room again; writes resume")
+        elif store.exclusive:
+            log.warning("storage full: the disk has no room; the node runs read-only (it serves reads and "
+                        "gossip answers, refuses new posts with storage_full, and holds the database "
+                        "exclusively, so other dazibao commands cannot open it until it stops)")
+        else:
+            log.warning("storage full: %s; the node runs read-only (it serves reads and gossip answers, and "
+                        "refuses new posts with storage_full until there is room)",
+                        "the store reached max_store_bytes" if _at_cap(store) else "the disk has no room")
 
     async def close(self) -> None:
         if self._store is not None:
             await self._run(self._store.close)
             self._store = None
         self._pool.shutdown(wait=True)
+
+
+def _at_cap(store: Store) -> bool:
+    try:
+        info = store.storage()
+    except Exception:  # only for the wording of a log line
+        return False
+    return bool(info["max_bytes"]) and info["db_bytes"] + (1 << 20) >= info["max_bytes"]
 
 
 def check_batch(raws: Sequence[bytes], now: float) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
@@ -105,7 +141,7 @@ class NodeCore:
         self.data = data
         self.config = config
         self.clock = clock
-        self.db = StoreThread(str(data.database))
+        self.db = StoreThread(str(data.database), max_bytes=getattr(config, "max_store_bytes", None))
         #: The in-memory reconciliation index.  Every read and write of it happens on one
         #: thread of its own (:meth:`on_index`), so that a heavy reconciliation round does not
         #: stall the event loop, and the index is never read while it changes.
@@ -138,6 +174,11 @@ class NodeCore:
     async def _rebuild_index(self) -> None:
         keys, self._post_seq, self._tomb_seq = await self.db.call(_load_keys, sorted(self.boards))
         self.index = KeyIndex(keys)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the node only serves reads for want of room (see StorageFullError)."""
+        return self.db.full
 
     def carries(self, board: str) -> bool:
         """Whether this node carries ``board`` (every board, when no boards are chosen)."""

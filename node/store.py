@@ -36,6 +36,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from dazibao.protocol import limits
 from dazibao.protocol.errors import RetractionError
 from dazibao.protocol.identity import SIGNATURE_BYTES
 from dazibao.protocol.posts import (
@@ -67,6 +69,7 @@ __all__ = [
     "SchemaVersionError",
     "NotAStoreError",
     "StoreBusyError",
+    "StorageFullError",
     "IdentityExistsError",
     "Store",
     "IngestResult",
@@ -117,6 +120,14 @@ _MAX_ERROR_CHARS = 500
 # SQLite primary result codes that describe the environment, not a bug in this module.
 _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
 _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
+# The shared-memory index beside a WAL database could not be grown: the disk is full.
+_SQLITE_IOERR_SHMSIZE = _SQLITE_IOERR | (19 << 8)
+# While the store is full, writes are refused at once, without touching the disk, for this
+# long after the last failed attempt; then the next write tries again (room may have come).
+_FULL_RETRY_S = 30.0
+# A node that starts with less free disk than this starts full (read-only): a write would fail
+# at once, and the log could not even be checkpointed.
+_MIN_FREE_BYTES_AT_START = 1 << 20
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -142,12 +153,23 @@ class IdentityExistsError(StoreError):
     """A pseudonym with this name or public key is already recorded."""
 
 
+class StorageFullError(StoreError):
+    """The disk, or the store's size cap (``max_store_bytes``), is full: nothing was written.
+
+    Reads still work.  ``code`` is the stable error code of the gossip API's answer.
+    """
+
+    code = "storage_full"
+
+
 def _environment_error(err: sqlite3.Error) -> StoreError | None:
     """The StoreError for an error caused by the file or the machine; None for anything else."""
     code = getattr(err, "sqlite_errorcode", None)
     if code is None:
         return None
     primary = code & 0xFF
+    if primary == _SQLITE_FULL or code == _SQLITE_IOERR_SHMSIZE:
+        return StorageFullError(f"the disk or the store's size cap (max_store_bytes) is full: nothing was written ({err})")
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
         return StoreBusyError(f"the database is locked by another process ({err})")
     if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
@@ -400,7 +422,14 @@ def _migration_1_initial(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migration_1_initial,)
+def _migration_2_reply_order(conn: sqlite3.Connection) -> None:
+    # A thread page reads one page of replies in (created_at, id) order; with only the index on
+    # ``parent`` SQLite read and sorted every reply of the thread for each page.
+    conn.execute("DROP INDEX posts_parent")
+    conn.execute("CREATE INDEX posts_parent_time ON posts (parent, created_at_ms, id) WHERE parent IS NOT NULL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migration_1_initial, _migration_2_reply_order)
 
 #: The schema version this code writes (the number of migrations).
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -430,17 +459,49 @@ class Store:
     ``Store.memory()`` gives a private in-memory store for tests.  Use it as a context
     manager or call :meth:`close`.
 
+    ``max_bytes`` caps the database file (``PRAGMA max_page_count``; None: the limit
+    ``max_store_bytes``; 0: no cap but the disk).  A write that would pass the cap, or that
+    the disk has no room for, raises StorageFullError and writes nothing; the write-ahead log
+    is kept below ``max_wal_bytes`` (a quarter of the cap when that is smaller).
+
+    ``read_only_fallback`` (the running node): when the disk is so full that the database
+    cannot even be opened the usual way, open it for reading anyway, with an exclusive lock
+    (SQLite then keeps its shared-memory index on the heap instead of in a file beside the
+    database, so no byte of disk is needed; other processes cannot open the file meanwhile),
+    and report it in :attr:`full`.  Writes are then refused with StorageFullError.
+
     Raises SchemaVersionError if the file was written by a newer dazibao, NotAStoreError if it
     is not a dazibao database, StoreBusyError if another process holds it locked for longer
-    than ``busy_timeout_ms``, StoreError if it cannot be opened at all.
+    than ``busy_timeout_ms``, StorageFullError if the disk is full (without
+    ``read_only_fallback``), StoreError if it cannot be opened at all.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5_000) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5_000,
+                 max_bytes: int | None = None, read_only_fallback: bool = False) -> None:
         self.path = os.fspath(path)
         self.memory = self.path == ":memory:"
         self._lock = threading.RLock()
+        self.max_bytes = limits.MAX_STORE_BYTES if max_bytes is None else max_bytes
+        cap = self.max_bytes or limits.MAX_WAL_BYTES * 4
+        self.wal_limit = min(limits.MAX_WAL_BYTES, max(cap // 4, 1 << 20))
+        #: When (time.monotonic()) a write last failed for want of room; None while writes work.
+        self._full_since: float | None = None
+        #: True while the database was opened for reading only (see ``read_only_fallback``).
+        self.exclusive = False
         if not self.memory:
             _create_private(self.path)
+        try:
+            self._open(busy_timeout_ms, exclusive=False)
+        except StorageFullError:
+            if not read_only_fallback or self.memory:
+                raise
+            self._open(busy_timeout_ms, exclusive=True)
+            self.exclusive = True
+            self._full_since = time.monotonic()
+        if read_only_fallback and not self.memory and not self.exclusive:
+            self._probe_room()
+
+    def _open(self, busy_timeout_ms: int, *, exclusive: bool) -> None:
         try:
             # isolation_level=None: this class issues BEGIN/COMMIT itself, so that no statement
             # ever opens a transaction behind its back.  check_same_thread=False: calls may come
@@ -458,7 +519,12 @@ class Store:
             #: The same connection wrapped by sqlite-utils, for inspection and maintenance.
             self.db = sqlite_utils.Database(conn)
             with self._lock:
+                if exclusive:
+                    # Before the first access: SQLite then never creates the -shm file.
+                    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
                 self._configure(busy_timeout_ms)
+                if exclusive and self._check_file() != SCHEMA_VERSION:
+                    raise StorageFullError("the database needs an upgrade, and the disk has no room for it")
                 self._migrate()
         except sqlite3.Error as err:
             conn.close()
@@ -517,7 +583,18 @@ class Store:
             # NORMAL is safe in WAL mode (no corruption), but the newest commits may be lost on
             # power failure; writes that exist nowhere else are made durable (see _write).
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            # Checkpoint at half the log's bound at most, and let SQLite truncate the log file
+            # back to the bound after each checkpoint: without it the file keeps its largest
+            # size forever, and copying a large log into the database at a checkpoint needs
+            # as much free disk again.
+            pages = min(_WAL_AUTOCHECKPOINT_PAGES, max(self.wal_limit // 2 // page, 16))
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+            conn.execute(f"PRAGMA journal_size_limit = {int(self.wal_limit)}")
+        if self.max_bytes:
+            # A cap below the current size leaves the file as it is and refuses growth.
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(int(self.max_bytes) // page, 1)}")
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -557,8 +634,17 @@ class Store:
         BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout), so the
         reads inside see the latest data and the transaction cannot fail later with a stale
         snapshot.  ``durable`` syncs the commit to disk, for writes that exist nowhere else.
+
+        While the store is full (a write failed for want of room less than ``_FULL_RETRY_S``
+        ago, or it was opened read-only), raises StorageFullError at once, touching nothing;
+        after that the next write tries again.
         """
         conn = self._conn
+        if self._full_since is not None and (
+            self.exclusive or time.monotonic() - self._full_since < _FULL_RETRY_S
+        ):
+            raise StorageFullError("the disk or the store's size cap (max_store_bytes) is full: "
+                                   "this node only serves reads until there is room again")
         if durable and not self.memory:
             conn.execute("PRAGMA synchronous = FULL")
         try:
@@ -570,9 +656,69 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        except sqlite3.Error as err:
+            if isinstance(_environment_error(err), StorageFullError):
+                self._full_since = time.monotonic()
+                # The frames of the transaction that did not fit are junk in the log now.
+                self._bound_wal()
+            raise
+        else:
+            self._full_since = None
         finally:
             if durable and not self.memory:
                 conn.execute("PRAGMA synchronous = NORMAL")
+        self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Checkpoint and truncate the write-ahead log if it grew past its bound.
+
+        The automatic checkpoint cannot finish while another process reads an older snapshot,
+        and one large transaction can pass the bound; a best effort: a checkpoint that cannot
+        run now (busy, or no room to grow the database) is tried after the next write.
+        """
+        if self.memory:
+            return
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if wal > self.wal_limit:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as err:
+                if _environment_error(err) is None:
+                    raise
+
+    def _probe_room(self) -> None:
+        """At the node's start: if the disk has almost no room left, start full (see :attr:`full`).
+
+        Only looks (``statvfs``): a trial write or checkpoint would take the last free bytes,
+        which the node needs for its own small files (node.json) and the operator for theirs.
+        """
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except (OSError, AttributeError):  # statvfs is not on every platform
+            return
+        if st.f_bavail * st.f_frsize < _MIN_FREE_BYTES_AT_START:
+            self._full_since = time.monotonic()
+
+    @property
+    def full(self) -> bool:
+        """Whether writes are refused for want of room (the disk, or ``max_store_bytes``)."""
+        return self._full_since is not None
+
+    @_guarded
+    def storage(self) -> dict[str, Any]:
+        """What the store takes on disk: ``db_bytes``, ``wal_bytes``, ``max_bytes`` (0: no
+        cap), ``wal_limit``, ``full`` and ``read_only`` (opened for reading only)."""
+        sizes = {}
+        for name, suffix in (("db_bytes", ""), ("wal_bytes", "-wal")):
+            try:
+                sizes[name] = 0 if self.memory else os.path.getsize(self.path + suffix)
+            except OSError:
+                sizes[name] = 0
+        return {**sizes, "max_bytes": self.max_bytes, "wal_limit": self.wal_limit, "full": self.full,
+                "read_only": self.exclusive}
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -769,6 +915,110 @@ class Store:
         return [BoardInfo(*row) for row in self._conn.execute(sql)]
 
     @_guarded
+    def reply_page(
+        self,
+        post_id: bytes,
+        limit: int,
+        *,
+        after: tuple[int, bytes] | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[PostRow]:
+        """One page of the direct replies to ``post_id``, oldest first (by created_at, then id).
+
+        With neither cursor: the oldest ``limit`` replies.  ``after`` (a ``(created_at_ms, id)``
+        cursor): the oldest ``limit`` replies strictly newer than it.  ``before``: the newest
+        ``limit`` replies strictly older than it, still listed oldest first.  Raises ValueError
+        when both cursors are given or ``limit`` is not a non-negative int.
+        """
+        if after is not None and before is not None:
+            raise ValueError("give after or before, not both")
+        where, params = "parent = ? AND kind = ?", [post_id, KIND_REPLY]
+        order = "ASC"
+        if after is not None:
+            where += " AND (created_at_ms, id) > (?, ?)"
+            params.extend(after)
+        elif before is not None:
+            where += " AND (created_at_ms, id) < (?, ?)"
+            params.extend(before)
+            order = "DESC"
+        return self._reply_rows(where, params, order, limit)
+
+    @_guarded
+    def newest_replies(self, post_id: bytes, limit: int) -> list[PostRow]:
+        """The newest ``limit`` direct replies to ``post_id``, listed oldest first."""
+        return self._reply_rows("parent = ? AND kind = ?", [post_id, KIND_REPLY], "DESC", limit)
+
+    def _reply_rows(self, where: str, params: list[Any], order: str, limit: int) -> list[PostRow]:
+        # The parent index does not hold the time, so every reply of the thread is looked at
+        # to order them; only the few columns before the body are read for that (long bodies
+        # sit in overflow pages that are then never touched), and only the page's rows are
+        # read in full.
+        sql = (f"SELECT {_POST_COLUMNS} FROM posts WHERE seq IN ("
+               f"SELECT seq FROM posts WHERE {where} ORDER BY created_at_ms {order}, id {order} LIMIT ?)"
+               " ORDER BY created_at_ms, id")
+        return [PostRow(*row) for row in self._conn.execute(sql, [*params, _check_limit(limit)])]
+
+    @_guarded
+    def reply_count(self, post_id: bytes) -> int:
+        """The number of stored direct replies to ``post_id``."""
+        sql = "SELECT count(*) FROM posts WHERE parent = ? AND kind = ?"
+        return self._conn.execute(sql, (post_id, KIND_REPLY)).fetchone()[0]
+
+    @_guarded
+    def board_page(
+        self,
+        limit: int,
+        *,
+        by_name: bool = False,
+        after: tuple[int, str] | str | None = None,
+        contains: str = "",
+    ) -> list[BoardInfo]:
+        """One page of the boards with stored posts, with their row count and newest created_at.
+
+        By default the most recently active first (newest created_at, then name), and
+        ``after`` is the ``(last_at_ms, board)`` of the last row of the previous page.  With
+        ``by_name``, in name order (UTF-8 bytes), and ``after`` is the last board name of the
+        previous page.  ``contains`` keeps only boards whose name contains it (case-insensitive
+        for ASCII letters).  Only ``limit`` rows are ever returned, however many boards there
+        are.  Raises ValueError for a cursor of the wrong shape or a bad ``limit``.
+        """
+        where, params = [], []
+        if contains:
+            where.append("board LIKE ? ESCAPE '\\'")
+            params.extend(_like_params([contains]))
+        having, having_params = "", []
+        if by_name:
+            if after is not None:
+                if not isinstance(after, str):
+                    raise ValueError("a page by name continues after a board name")
+                where.append("board > ?")
+                params.append(after)
+            order = "board"
+        else:
+            if after is not None:
+                if not isinstance(after, tuple):
+                    raise ValueError("a page by activity continues after (last_at_ms, board)")
+                having = " HAVING last_at < ? OR (last_at = ? AND board > ?)"
+                having_params = [after[0], after[0], after[1]]
+            order = "last_at DESC, board"
+        sql = "SELECT board, count(*), max(created_at_ms) AS last_at FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" GROUP BY board{having} ORDER BY {order} LIMIT ?"
+        return [BoardInfo(*row) for row in self._conn.execute(sql, [*params, *having_params, _check_limit(limit)])]
+
+    @_guarded
+    def boards_with_posts(self, boards: Iterable[str]) -> set[str]:
+        """The boards among ``boards`` that have at least one stored post."""
+        boards = list(boards)
+        return {row[0] for row in self._select_in("SELECT DISTINCT board FROM posts WHERE board IN ({marks})", boards)}
+
+    @_guarded
+    def board_count(self) -> int:
+        """The number of boards with stored posts."""
+        return self._conn.execute("SELECT count(DISTINCT board) FROM posts").fetchone()[0]
+
+    @_guarded
     def count(self, board: str | None = None) -> int:
         """The number of stored posts (of every kind), in one board or in all."""
         if board is None:
@@ -776,8 +1026,11 @@ class Store:
         return self._conn.execute("SELECT count(*) FROM posts WHERE board = ?", (board,)).fetchone()[0]
 
     @_guarded
-    def search(self, query: str, board: str | None = None, limit: int = 50) -> list[SearchHit]:
+    def search(self, query: str, board: str | None = None, limit: int = 50, *, offset: int = 0) -> list[SearchHit]:
         """Posts and replies whose body contains every term of ``query``, newest first.
+
+        ``offset`` skips that many hits first, so that a page of results never holds the
+        rows of the pages before it.
 
         Terms are separated by white space and matched literally (case-insensitively) as
         substrings, so ``query`` is never parsed as search syntax and cannot fail.  Terms of
@@ -816,8 +1069,10 @@ class Store:
             sql = f"SELECT {_POST_COLUMNS_P} FROM posts AS p WHERE 1{common}{_like_clauses(terms)}"
             order = " ORDER BY p.created_at_ms DESC, p.id DESC LIMIT ?"
             params = [*common_params, *_like_params(terms)]
-        sql += order
-        params.append(limit)
+        if type(offset) is not int or offset < 0:
+            raise ValueError("offset must be a non-negative integer")
+        sql += order + " OFFSET ?"
+        params.extend([limit, offset])
         hits = []
         for row in self._conn.execute(sql, params):
             post = PostRow(*row)

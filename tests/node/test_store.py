@@ -734,3 +734,93 @@ def test_final_state_does_not_depend_on_arrival_order(data):
             assert ingest(s, [POOL[i] for i in flat]).added == []
             states.append(_state(s))
     assert all(state == states[0] for state in states[1:])
+
+
+# --- pages for the web UI -------------------------------------------------------------------
+
+
+def test_reply_pages_walk_both_ways_and_hold_one_page(store):
+    root = mk(A, "root", 1_000)
+    # Same times on purpose: the id breaks ties, as in the cursor.
+    replies = [mk([A, B, C][i % 3], f"re {i}", 2_000 + i // 3, kind="reply", parent=root.id) for i in range(17)]
+    ingest(store, [root, *replies, mk(A, "other thread reply", 2_001, kind="reply", parent=replies[0].id)])
+    everything = [r.id for r in store.replies(root.id)]
+    assert len(everything) == 17 and store.reply_count(root.id) == 17
+    forward, after = [], None
+    while page := store.reply_page(root.id, 4, after=after):
+        assert len(page) <= 4
+        forward += [r.id for r in page]
+        after = (page[-1].created_at_ms, page[-1].id)
+    assert forward == everything
+    backward, before = [], None
+    page = store.newest_replies(root.id, 4)
+    while page:
+        backward = [r.id for r in page] + backward
+        page = store.reply_page(root.id, 4, before=(page[0].created_at_ms, page[0].id))
+    assert backward == everything
+    assert store.reply_page(root.id, 0) == []
+    with pytest.raises(ValueError):
+        store.reply_page(root.id, 4, after=(1, b"x"), before=(1, b"x"))
+
+
+def test_board_pages_by_activity_and_by_name(store):
+    names = ["b", "a", "c", "ab", "工资", "d%_x"]
+    ingest(store, [mk(A, f"p {i}", 1_000 + (i % 3), board=n) for i, n in enumerate(names)]
+           + [mk(B, "more", 1_000, board="a")])
+    assert store.board_count() == len(names)
+    by_activity = sorted(store.boards(), key=lambda b: (-b.last_at_ms, b.board.encode()))
+    walked, after = [], None
+    while page := store.board_page(2, after=after):
+        walked += page
+        after = (page[-1].last_at_ms, page[-1].board)
+    assert walked == by_activity
+    walked, after = [], None
+    while page := store.board_page(2, by_name=True, after=after):
+        walked += page
+        after = page[-1].board
+    assert walked == store.boards()  # both in UTF-8 byte order
+    assert [b.board for b in store.board_page(10, by_name=True, contains="A")] == ["a", "ab"]
+    assert [b.board for b in store.board_page(10, contains="%_")] == ["d%_x"]
+    assert store.boards_with_posts(["a", "zz", "工资"]) == {"a", "工资"}
+    with pytest.raises(ValueError):
+        store.board_page(2, by_name=True, after=(1, "a"))
+
+
+def test_search_offset_pages_the_same_order(store):
+    ingest(store, [mk(A, f"wage theft {i}", 1_000 + i) for i in range(9)])
+    store.update_search_index()
+    everything = [h.post.id for h in store.search("theft", limit=100)]
+    paged = [h.post.id for off in range(0, 9, 4) for h in store.search("theft", limit=4, offset=off)]
+    assert paged == everything and len(everything) == 9
+    with pytest.raises(ValueError):
+        store.search("theft", offset=-1)
+
+
+def test_a_version_1_store_gets_the_reply_order_index_and_keeps_its_posts(tmp_path):
+    path = tmp_path / "node.db"
+    s = Store(path)
+    root = mk(A, "root", 1_000)
+    ingest(s, [root, mk(B, "re", 2_000, kind="reply", parent=root.id)])
+    s.close()
+    # Make the file what the first release wrote: schema version 1, with its parent index.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP INDEX posts_parent_time")
+    conn.execute("CREATE INDEX posts_parent ON posts (parent) WHERE parent IS NOT NULL")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    s = Store(path)
+    try:
+        names = {r[0] for r in s._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "posts_parent_time" in names and "posts_parent" not in names
+        assert [r.body for r in s.reply_page(root.id, 10)] == ["re"]
+    finally:
+        s.close()
+
+
+def test_a_reply_page_reads_the_index_in_order(store):
+    root = mk(A, "root", 1_000)
+    ingest(store, [root] + [mk(B, f"r{i}", 2_000 + i, kind="reply", parent=root.id) for i in range(50)])
+    plan = " ".join(str(r[-1]) for r in store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM posts WHERE parent = ? AND kind = ? "
+        "ORDER BY created_at_ms, id LIMIT 10", (root.id, 1)))
+    assert "posts_parent_time" in plan and "TEMP B-TREE" not in plan, plan
