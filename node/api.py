@@ -9,6 +9,7 @@ writes nothing.  The member web UI is never served here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -17,8 +18,9 @@ from dazibao.protocol import limits, messages, peers as peer_policy, reconcile
 from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 
 from . import __version__
+from .listeners import client_key, subnet_key
 from .service import NodeCore
-from .store import Store
+from .store import StorageFullError, Store
 
 __all__ = ["make_gossip_app", "CORE", "MSGPACK", "error_response"]
 
@@ -28,6 +30,8 @@ CORE = web.AppKey("core", NodeCore)
 MSGPACK = "application/x-msgpack"
 PROTOCOL_VERSION = 1
 PEER_FRESH_MS = 86_400_000
+#: Bodies larger than this are decoded on a thread rather than on the event loop.
+OFF_LOOP_BYTES = 65_536
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -35,27 +39,62 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-class RateLimiter:
-    """A token bucket per client address (limits: max_requests_per_s, max_request_burst)."""
+class _Buckets:
+    """Token buckets by key, at most ``MAX_KEYS`` of them."""
 
-    MAX_CLIENTS = 10_000
+    MAX_KEYS = 10_000
 
-    def __init__(self, rate: float = limits.MAX_REQUESTS_PER_S, burst: float = limits.MAX_REQUEST_BURST) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def allow(self, client: str, now: float) -> bool:
-        tokens, last = self._buckets.get(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if len(self._buckets) >= self.MAX_CLIENTS and client not in self._buckets:
-            # Forget the clients whose buckets are full again: they are owed nothing.
-            self._buckets = {c: (t, l) for c, (t, l) in self._buckets.items()
+    def level(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - last) * self.rate)
+
+    def set(self, key: str, tokens: float, now: float) -> None:
+        if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
+            # Forget the keys whose buckets are full again: they are owed nothing.
+            self._buckets = {k: (t, l) for k, (t, l) in self._buckets.items()
                              if t + (now - l) * self.rate < self.burst}
-        if tokens < 1:
-            self._buckets[client] = (tokens, now)
+        self._buckets[key] = (tokens, now)
+
+
+class RateLimiter:
+    """A token bucket per client (limits: max_requests_per_s, max_request_burst) and a looser
+    one per IPv4 /24 (max_subnet_requests_per_s, max_subnet_request_burst).
+
+    The caller passes the keys of node/listeners.py: an IPv4 address or an IPv6 /64 as
+    ``client``, so that the addresses of one /64 share one budget, and the /24 as ``subnet``.
+    """
+
+    MAX_CLIENTS = _Buckets.MAX_KEYS
+
+    def __init__(self, rate: float = limits.MAX_REQUESTS_PER_S, burst: float = limits.MAX_REQUEST_BURST,
+                 subnet_rate: float = limits.MAX_SUBNET_REQUESTS_PER_S,
+                 subnet_burst: float = limits.MAX_SUBNET_REQUEST_BURST) -> None:
+        self.rate, self.burst = rate, burst
+        self._clients = _Buckets(rate, burst)
+        self._subnets = _Buckets(subnet_rate, subnet_burst)
+
+    def allow(self, client: str, now: float, subnet: str | None = None) -> bool:
+        """Take one token from the client's bucket and its subnet's; False (nothing taken) if
+        either is empty."""
+        tokens = self._clients.level(client, now)
+        shared = self._subnets.level(subnet, now) if subnet is not None else 1.0
+        if tokens < 1 or shared < 1:
+            self._clients.set(client, tokens, now)
             return False
-        self._buckets[client] = (tokens - 1, now)
+        self._clients.set(client, tokens - 1, now)
+        if subnet is not None:
+            self._subnets.set(subnet, shared - 1, now)
         return True
+
+    def penalize(self, client: str, now: float, tokens: float, subnet: str | None = None) -> None:
+        """Take ``tokens`` more (down to an empty bucket) from a client whose request was refused."""
+        self._clients.set(client, max(0.0, self._clients.level(client, now) - tokens), now)
+        if subnet is not None:
+            self._subnets.set(subnet, max(0.0, self._subnets.level(subnet, now) - tokens), now)
 
 
 LIMITER = web.AppKey("limiter", RateLimiter)
@@ -64,9 +103,20 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     core = request.app[CORE]
-    if not request.app[LIMITER].allow(request.remote or "", asyncio.get_running_loop().time()):
+    limiter = request.app[LIMITER]
+    client, subnet = client_key(request.remote or ""), subnet_key(request.remote or "")
+    if not limiter.allow(client, asyncio.get_running_loop().time(), subnet):
         core.counters.rejected["rate_limited"] += 1
         return error_response(429, "rate_limited", "too many requests; slow down")
+    resp = await _answer(request, handler, core)
+    if 400 <= resp.status < 500:
+        # A refused request costs more than a good one, so that an address that keeps sending
+        # bad input is slowed down (backed off) sooner than one that gossips honestly.
+        limiter.penalize(client, asyncio.get_running_loop().time(), limits.REFUSED_REQUEST_COST - 1, subnet)
+    return resp
+
+
+async def _answer(request: web.Request, handler, core: NodeCore) -> web.StreamResponse:
     try:
         return await handler(request)
     except RemoteProtocolError as exc:
@@ -75,6 +125,11 @@ async def errors_middleware(request: web.Request, handler):
         log.debug("refused %s from %s: %s", request.path, request.remote, exc)
         status = 413 if isinstance(exc, TooLargeError) else 400
         return error_response(status, exc.code, exc.message)
+    except StorageFullError as exc:
+        # Nothing was written and reads go on; said once in the log by the store thread, not
+        # per request, so that a peer pushing at a full node cannot flood the log.
+        core.counters.rejected[exc.code] += 1
+        return error_response(507, exc.code, "this node has no room for new posts now; nothing was stored")
     except web.HTTPRequestEntityTooLarge:
         core.counters.rejected["too_large"] += 1
         return error_response(413, "too_large", f"request body exceeds {limits.MAX_REQUEST_BYTES} bytes")
@@ -95,15 +150,63 @@ def _msgpack(data: bytes) -> web.Response:
     return web.Response(body=data, content_type=MSGPACK)
 
 
+#: Seconds the board list of ``GET /v1/info`` is reused: peers ask at every sync, and grouping a
+#: large store by board is not free.
+INFO_CACHE_S = 5.0
+
+
+class _InfoBoards:
+    """The board part of ``/v1/info`` (names and completeness), computed at most every
+    INFO_CACHE_S seconds, and again at once when a post arrives on a board it does not list
+    (so that a peer syncing right after a first post on a new board is not told too little)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.value: tuple[list[str], bool] = ([], True)
+        self._names: frozenset[str] = frozenset()
+        self._lock = asyncio.Lock()
+
+    def on_new_posts(self, new, source: str | None = None) -> None:
+        if self.at is not None and any(p.board not in self._names for p in new):
+            self.at = None
+
+    async def get(self, core: NodeCore) -> tuple[list[str], bool]:
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if self.at is None or now - self.at > INFO_CACHE_S:
+                rows = await core.db.call(Store.boards)
+                self.value = _choose_boards(core.boards, rows)
+                self._names = frozenset(self.value[0])
+                self.at = asyncio.get_running_loop().time()
+            return self.value
+
+
+def _choose_boards(configured, rows) -> tuple[list[str], bool]:
+    """At most max_info_boards board names, sorted, and whether that is all of them: the
+    configured boards, or those with posts; past the cap, those with the newest activity."""
+    newest = {r.board: r.last_at_ms for r in rows}
+    names = list(configured) if configured else list(newest)
+    if len(names) <= limits.MAX_INFO_BOARDS:
+        return sorted(names), True
+    names.sort(key=lambda b: (-(newest.get(b) or 0), b))
+    return sorted(names[: limits.MAX_INFO_BOARDS]), False
+
+
+INFO_BOARDS = web.AppKey("info_boards", _InfoBoards)
+
+
 async def info(request: web.Request) -> web.Response:
     core = request.app[CORE]
     await core.refresh()
-    boards = await core.db.call(Store.boards)
+    boards, complete = await request.app[INFO_BOARDS].get(core)
     return web.json_response({
         "protocol": PROTOCOL_VERSION,
         "software": f"dazibao/{__version__}",
         "all_boards": not core.boards,
-        "boards": sorted(core.boards) if core.boards else sorted(b.board for b in boards),
+        "boards": boards,
+        # False when the node carries more than max_info_boards boards and lists only those
+        # with the newest activity.
+        "boards_complete": complete,
         "posts": len(core.index),
         "limits": {limit.name: limit.value for limit in limits.PROTOCOL_TABLE},
     })
@@ -143,17 +246,38 @@ async def reconcile_round(request: web.Request) -> web.Response:
     return _msgpack(reply)
 
 
+#: Ids looked up at a time when answering a fetch: the posts are read a slice at a time until
+#: the answer is full, rather than all 1024 (up to 20 MiB) at once.
+FETCH_SLICE = 64
+
+
 async def fetch(request: web.Request) -> web.Response:
+    """Answer with the first posts asked for that fit in max_fetch_answer_bytes (and one
+    PostBatch); the asker fetches the rest again."""
     core = request.app[CORE]
     wanted = messages.decode_ids(await _body(request), "fetch request")
-    raws = await core.db.call(Store.get_raw, list(wanted.ids))
-    # Answer with the first batch that fits; the asker fetches the rest again.
-    return _msgpack(messages.encode_posts(next(messages.post_batches(raws), [])))
+    ids = list(wanted.ids)
+    raws: list[bytes] = []
+    size = 0
+    for i in range(0, len(ids), FETCH_SLICE):
+        for raw in await core.db.call(Store.get_raw, ids[i : i + FETCH_SLICE]):
+            raws.append(raw)
+            size += len(raw)
+        if size >= limits.MAX_FETCH_ANSWER_BYTES or len(raws) >= limits.MAX_POSTS_PER_BATCH:
+            break
+    batch = next(messages.post_batches(raws, max_bytes=limits.MAX_FETCH_ANSWER_BYTES), [])
+    return _msgpack(messages.encode_posts(batch))
 
 
 async def push(request: web.Request) -> web.Response:
     core = request.app[CORE]
-    batch = messages.decode_posts(await _body(request), "push")
+    body = await _body(request)
+    # A large batch is decoded on a thread; the count and sizes are checked from the headers
+    # first either way (messages.decode_posts), so no body is expensive to refuse.
+    if len(body) > OFF_LOOP_BYTES:
+        batch = await asyncio.to_thread(messages.decode_posts, body, "push")
+    else:
+        batch = messages.decode_posts(body, "push")
     report = await core.ingest_raw(batch.posts, source=request.remote or "peer")
     return _msgpack(messages.encode_push_result(report.as_push_result()))
 
@@ -173,6 +297,14 @@ def make_gossip_app(core: NodeCore) -> web.Application:
     app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES, middlewares=[errors_middleware])
     app[CORE] = core
     app[LIMITER] = RateLimiter()
+    app[INFO_BOARDS] = boards = _InfoBoards()
+    core.on_new_posts.append(boards.on_new_posts)
+
+    async def forget(_app: web.Application) -> None:
+        with contextlib.suppress(ValueError):
+            core.on_new_posts.remove(boards.on_new_posts)
+
+    app.on_cleanup.append(forget)
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/peers", peer_list)
     app.router.add_post("/v1/reconcile", reconcile_round)

@@ -206,3 +206,114 @@ def test_every_endpoint_is_specified_in_the_protocol_doc(tmp_path):
                       ("POST", "/v1/fetch"), ("POST", "/v1/posts"), ("POST", "/v1/announce")}
     for method, path in routes:
         assert f"### `{method} {path}`" in doc, f"{method} {path} is not specified in docs/protocol.md"
+
+
+# --- bounds of the hostile-address release (docs/security.md, sections 2, 3, 6 and 10) ----------
+
+
+async def _through_middleware(app, remote: str):
+    """Run one GET /v1/info through the gossip middleware as if it came from ``remote``."""
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from dazibao.node.api import errors_middleware
+
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (remote, 40000) if name == "peername" else default
+    request = make_mocked_request("GET", "/v1/info", app=app, transport=transport)
+    assert request.remote == remote
+
+    async def ok(_request):
+        from aiohttp import web
+
+        return web.Response(text="ok")
+
+    return await errors_middleware(request, ok)
+
+
+async def test_an_ipv6_64_shares_one_rate_budget(node):
+    app = make_gossip_app(node)
+    # Every request from another address of one /64: the budget is the /64's, not each address's.
+    start = time.monotonic()
+    statuses = [(await _through_middleware(app, f"2001:db8:1:2::{i:x}")).status
+                for i in range(limits.MAX_REQUEST_BURST + 300)]
+    refilled = (time.monotonic() - start) * limits.MAX_REQUESTS_PER_S
+    assert 429 in statuses
+    assert statuses.count(200) <= limits.MAX_REQUEST_BURST + refilled + 5
+    # The next /64 has a budget of its own; so has an IPv4 address.
+    assert (await _through_middleware(app, "2001:db8:1:3::1")).status == 200
+    assert (await _through_middleware(app, "198.51.100.7")).status == 200
+
+
+async def test_a_24_cannot_multiply_its_budget_without_bound(node):
+    app = make_gossip_app(node)
+    ok = 0
+    start = time.monotonic()
+    for i in range(limits.MAX_SUBNET_REQUEST_BURST + 600):
+        ok += (await _through_middleware(app, f"198.51.100.{i % 250 + 1}")).status == 200
+    refilled = (time.monotonic() - start) * limits.MAX_SUBNET_REQUESTS_PER_S
+    assert ok <= limits.MAX_SUBNET_REQUEST_BURST + refilled + 5
+    assert ok < limits.MAX_SUBNET_REQUEST_BURST + 600
+    assert (await _through_middleware(app, "198.51.101.1")).status == 200
+
+
+async def test_refused_requests_cost_more(client):
+    # Bad input uses the budget refused_request_cost times faster than good requests.
+    statuses = []
+    for _ in range(limits.MAX_REQUEST_BURST):
+        resp = await client.post("/v1/fetch", data=b"\xc1")
+        statuses.append(resp.status)
+    assert statuses.count(400) <= limits.MAX_REQUEST_BURST // limits.REFUSED_REQUEST_COST + 5
+    assert 429 in statuses
+
+
+async def test_info_says_whether_its_board_list_is_complete(client):
+    resp = await client.get("/v1/info")
+    assert (await resp.json())["boards_complete"] is True
+
+
+def test_info_lists_the_boards_with_the_newest_activity():
+    from dazibao.node.api import _choose_boards
+    from dazibao.node.store import BoardInfo
+
+    rows = [BoardInfo(f"b{i:06d}", 1, i) for i in range(100_000)]
+    boards, complete = _choose_boards((), rows)
+    assert not complete and len(boards) == limits.MAX_INFO_BOARDS
+    assert set(boards) == {f"b{i:06d}" for i in range(100_000 - limits.MAX_INFO_BOARDS, 100_000)}
+    assert boards == sorted(boards)
+    assert _choose_boards(("labor", "劳动"), rows) == (["labor", "劳动"], True)
+    assert _choose_boards((), rows[:3]) == (["b000000", "b000001", "b000002"], True)
+
+
+async def test_a_fetch_answer_is_at_most_max_fetch_answer_bytes(client, node):
+    made = [make_post(f"{i} " + "x" * 16_000) for i in range(100)]
+    for batch in messages.post_batches([p.raw for p in made]):
+        resp = await client.post("/v1/posts", data=messages.encode_posts(batch))
+        assert messages.decode_push_result(await resp.read()).accepted == len(batch)
+    ids = [p.id for p in made]
+    resp = await client.post("/v1/fetch", data=messages.encode_ids(ids))
+    data = await resp.read()
+    got = messages.decode_posts(data).posts
+    assert len(data) <= limits.MAX_FETCH_ANSWER_BYTES
+    # The first ones asked for, in order; the asker asks again for the rest.
+    assert got == tuple(p.raw for p in made[: len(got)]) and 0 < len(got) < 100
+    resp = await client.post("/v1/fetch", data=messages.encode_ids(ids[len(got):]))
+    assert messages.decode_posts(await resp.read()).posts[0] == made[len(got)].raw
+
+
+async def test_four_million_empty_arrays_are_refused_at_once(client, node):
+    body = b"\x92\x01\xdd" + (4_000_000).to_bytes(4, "big") + b"\x90" * 4_000_000
+    for path in ("/v1/fetch", "/v1/posts", "/v1/announce"):
+        start = time.monotonic()
+        resp = await client.post(path, data=body)
+        await expect_error(resp, 413, "too_large")
+        assert time.monotonic() - start < 1.0
+    assert await stored(node) == 0
+
+
+async def test_info_lists_a_new_board_at_once(client):
+    await client.get("/v1/info")                        # fills the board list's short cache
+    p = make_post(board="新的")
+    await client.post("/v1/posts", data=messages.encode_posts([p.raw]))
+    assert "新的" in (await (await client.get("/v1/info")).json())["boards"]
