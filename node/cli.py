@@ -58,7 +58,7 @@ class Context:
     def store(self) -> Store:
         self.require_init()
         try:
-            return Store(str(self.data.database))
+            return Store(str(self.data.database), max_bytes=self.config().max_store_bytes)
         except StoreError as exc:
             raise _fail(str(exc)) from None
 
@@ -166,6 +166,11 @@ def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: t
         config = replace(config, peers=tuple(dict.fromkeys(config.peers + extra)))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    # What clients send must not flood the log: malformed HTTP at debug only, the rest of what
+    # aiohttp and asyncio say about connections capped per minute (node/listeners.py).
+    from .listeners import install_log_guard
+
+    install_log_guard()
     try:
         asyncio.run(run_node(ctx.data, config))
     except AlreadyRunningError as exc:
@@ -414,6 +419,7 @@ def status(ctx: Context, as_json: bool) -> None:
     store = ctx.store()
     try:
         rows, infos, total = store.list_peers(), store.boards(), store.count()
+        storage = store.storage()
     finally:
         store.close()
     node = ctx.data.running_node()
@@ -428,7 +434,8 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         _emit_json({"running": node is not None, "pid": node and node.get("pid"),
                     "gossip_url": node and node.get("gossip_url"), "ui_url": node and node.get("ui_url"),
-                    "posts": total, "boards": len(infos), "peers": peers_out})
+                    "posts": total, "boards": len(infos), "peers": peers_out,
+                    "read_only": bool(node and node.get("read_only")), "storage": storage})
         return
     if node:
         click.echo(f"node running (pid {node['pid']}): gossip API {node.get('gossip_url')}"
@@ -436,6 +443,11 @@ def status(ctx: Context, as_json: bool) -> None:
     else:
         click.echo("node not running (start it with `dazibao run`)")
     click.echo(f"{total} posts on {len(infos)} boards; {len(rows)} peers")
+    cap = f" of at most {storage['max_bytes'] // 2**20} MiB" if storage["max_bytes"] else ""
+    click.echo(f"store: {storage['db_bytes'] // 2**20} MiB{cap}, write-ahead log {storage['wal_bytes'] // 2**20} MiB")
+    if node and node.get("read_only"):
+        click.echo("storage full: the node runs read-only (it serves reads, refuses new posts); "
+                   "free some disk space or raise max_store_bytes")
     for p in peers_out:
         ok = _when(p["last_ok_at_ms"]) if p["last_ok_at_ms"] else "never"
         state = "ok" if p["healthy"] else (f"failing x{p['failures']}, retry in {p['retry_in_s']} s: {p['last_error']}"
@@ -476,14 +488,20 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
     )
     for pid, code in report.rejected[:20]:
         click.echo(f"  rejected {pid[:16] or '?'}: {code}")
+    if report.bad_boards:
+        click.echo(f"  ignored {report.bad_boards} invalid board names in the peer's /v1/info")
 
 
 async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, show_progress: bool):
+    import random
+
     import aiohttp
     from tqdm import tqdm
 
+    from dazibao.protocol import peers as peer_policy
+
     from .service import NodeCore
-    from .sync import PeerClient, sync_with
+    from .sync import PeerClient, PeerError, sync_with
 
     core = NodeCore(data, config)
     bars: dict[str, tqdm] = {}
@@ -499,8 +517,18 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
 
     await core.open()
     try:
+        # PeerClient bounds every request in time and size and never follows a redirect.
         async with aiohttp.ClientSession() as session:
-            report = await sync_with(core, PeerClient(session, url), boards=boards or None, progress=progress)
+            try:
+                report = await sync_with(core, PeerClient(session, url), boards=boards or None, progress=progress)
+            except PeerError as exc:
+                # A known peer that fails here is backed off as the running node would do.
+                rows = {row.url: row for row in await core.db.call(Store.list_peers)}
+                if url in rows:
+                    now = core.now_ms()
+                    await core.db.call(Store.record_peer_failure, url, now, f"{exc.code}: {exc.message}"[:300],
+                                       now + peer_policy.backoff_ms(rows[url].failures + 1, random.SystemRandom()))
+                raise
         known = {row.url for row in await core.db.call(Store.list_peers)}
         if url in known:
             await core.db.call(Store.record_peer_success, url, core.now_ms(), report.received, len(report.rejected))

@@ -27,9 +27,10 @@ from dazibao.protocol.errors import RemoteProtocolError
 from .api import make_gossip_app
 from .config import Config, DataDir, parse_listen
 from .keys import KeyStore
+from .listeners import make_runner, start_listener
 from .retention import retention_loop
 from .service import NodeCore
-from .store import Store
+from .store import StorageFullError, Store
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 from .web import make_ui_app
 from .web.public import make_public_app
@@ -77,6 +78,7 @@ class Node:
         self.gossip_url = ""
         self.ui_url = ""
         self._wrote_info = False
+        self._info_read_only = False
         self.public_view_url = ""
 
     async def start(self) -> None:
@@ -91,11 +93,11 @@ class Node:
                 connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
         self.core.on_new_posts.append(lambda new, source: self._push_queue.put_nowait((new, source)))
         host, port = parse_listen(self.config.gossip_listen, "gossip_listen")
-        runner = web.AppRunner(make_gossip_app(self.core), access_log=None)
+        # Every listener is guarded (node/listeners.py): deadlines, connection and memory caps.
+        runner = make_runner(make_gossip_app(self.core))
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
         self._runners.append(runner)
+        await start_listener(runner, host, port)
         self.gossip_url = _url_of(runner)
         await self._start_ui()
         await self._start_public_view()
@@ -133,10 +135,10 @@ class Node:
         # listeners"): nothing of it is reachable through the gossip API.
         host, port = parse_listen(self.config.ui_listen, "ui_listen")
         app = make_ui_app(self.core, KeyStore(self.data.keys), self.config, node=self)
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
+        await start_listener(runner, host, port)
         self.ui_url = _url_of(runner) + "/"
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the member web UI listens on %s: anyone who can reach it can read this node", host)
@@ -147,10 +149,10 @@ class Node:
         if not self.config.public_view_listen:
             return
         host, port = parse_listen(self.config.public_view_listen, "public_view_listen")
-        runner = web.AppRunner(make_public_app(self.core, self.config), access_log=None)
+        runner = make_runner(make_public_app(self.core, self.config))
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
+        await start_listener(runner, host, port)
         self.public_view_url = _url_of(runner) + "/"
         if host in ("0.0.0.0", "::", "") and not self.config.public_view_hosts:
             log.warning("the public view listens on %s but public_view_hosts is empty: it refuses every "
@@ -158,10 +160,21 @@ class Node:
         log.info("read-only public view on %s", self.public_view_url)
 
     def _write_info(self) -> None:
-        info = {"pid": os.getpid(), "gossip_url": self.gossip_url, "ui_url": self.ui_url}
+        """Write node.json: how other dazibao commands on this data folder find this node, and
+        whether it runs read-only for want of room (`dazibao status` shows it)."""
+        self._info_read_only = self.core.read_only
+        info = {"pid": os.getpid(), "gossip_url": self.gossip_url, "ui_url": self.ui_url,
+                "read_only": self._info_read_only}
         tmp = self.data.node_info.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, self.data.node_info)
+        try:
+            tmp.write_text(json.dumps(info), encoding="utf-8")
+            os.replace(tmp, self.data.node_info)
+        except OSError as exc:
+            # A disk with no byte left: the node still serves reads, but other commands on this
+            # data folder cannot find it until there is room.
+            log.warning("cannot write %s: %s", self.data.node_info, exc.strerror or exc)
+            tmp.unlink(missing_ok=True)
+            return
         self._wrote_info = True
 
     async def stop(self) -> None:
@@ -191,23 +204,43 @@ class Node:
         return {u for u in (self.gossip_url, self.config.public_url) if u}
 
     def _client(self, state: peers.PeerState) -> PeerClient:
-        session = self.untrusted_session if state.source == "pex" else self.session
+        untrusted = state.source == "pex"
+        session = self.untrusted_session if untrusted else self.session
         assert session is not None
-        return PeerClient(session, state.url)
+        # A learned peer given as an IP literal never meets the resolver's check: the client
+        # checks the literal itself before every request.
+        return PeerClient(session, state.url, public_only=untrusted and not self.config.allow_private_peers)
 
     async def _fail(self, state: peers.PeerState, reason: str) -> None:
         now = self.core.now_ms()
-        await self.core.db.call(Store.record_peer_failure, state.url, now, reason,
-                                now + peers.backoff_ms(state.failures + 1, self.rng))
+        # Read the failure count now, not from ``state``: a push and a sync may both have failed
+        # since ``state`` was read, and each failure must lengthen the back-off.
+        rows = await self.core.db.call(Store.list_peers)
+        failures = next((r.failures for r in rows if r.url == state.url), state.failures)
+        await self.core.db.call(Store.record_peer_failure, state.url, now, reason[:300],
+                                now + peers.backoff_ms(failures + 1, self.rng))
 
     async def sync_once(self, state: peers.PeerState) -> None:
-        """One anti-entropy sync with a peer, recording its health, then peer exchange."""
+        """One anti-entropy sync with a peer, recording its health, then peer exchange.
+
+        Any failure backs the peer off: an error or timeout of one request, an answer that is
+        not acceptable, or the whole sync lasting longer than peer_sync_timeout_s.
+        """
         client = self._client(state)
         try:
-            report = await sync_with(self.core, client)
+            async with asyncio.timeout(limits.PEER_SYNC_TIMEOUT_S):
+                report = await sync_with(self.core, client)
+        except TimeoutError:
+            await self._fail(state, f"timeout: sync took longer than {limits.PEER_SYNC_TIMEOUT_S} s")
+            log.info("sync with %s failed: took longer than %s s", state.url, limits.PEER_SYNC_TIMEOUT_S)
+            return
         except PeerError as exc:
             await self._fail(state, f"{exc.code}: {exc.message}")
             log.info("sync with %s failed: %s", state.url, exc)
+            return
+        except StorageFullError:
+            # Our disk, not the peer's fault: the store has said so once in the log already.
+            log.debug("sync with %s stopped: this node's storage is full", state.url)
             return
         invalid = [code for _, code in report.rejected if code in INVALID_DATA_CODES]
         await self.core.db.call(Store.record_peer_success, state.url, self.core.now_ms(),
@@ -218,15 +251,25 @@ class Node:
             log.warning("peer %s sent %d invalid posts", state.url, len(invalid))
         if report.received or report.sent:
             log.info("synced with %s: received %d, sent %d", state.url, report.received, report.sent)
+        if report.bad_boards:
+            # Counted like other refused input, so that the status page shows it.
+            self.core.counters.rejected["bad_board"] += report.bad_boards
+            log.info("peer %s lists %d invalid board names (ignored)", state.url, report.bad_boards)
         if self.config.peer_exchange:
-            await self.exchange_peers(client)
+            await self.exchange_peers(client, state)
 
-    async def exchange_peers(self, client: PeerClient) -> int:
-        """Learn peers from ``client``'s peer list (untrusted input).  Returns how many were new."""
+    async def exchange_peers(self, client: PeerClient, state: peers.PeerState | None = None) -> int:
+        """Learn peers from ``client``'s peer list (untrusted input).  Returns how many were new.
+
+        A failed exchange (unreachable, redirect, timeout, an answer that is not a peer list)
+        backs the peer off when its ``state`` is given.
+        """
         try:
             offered = await client.peers()
         except PeerError as exc:
             log.info("peer exchange with %s failed: %s", client.url, exc)
+            if state is not None:
+                await self._fail(state, f"{exc.code}: {exc.message}")
             return 0
         known = set(await self.peer_urls()) | self._self_urls()
         added = 0
@@ -260,30 +303,51 @@ class Node:
             states = await self._peer_states()
             url = peers.choose_sync_peer(states, self.core.now_ms(), self.rng, exclude=self._self_urls())
             if url is not None:
-                await self.sync_once(next(s for s in states if s.url == url))
+                state = next(s for s in states if s.url == url)
+                try:
+                    await self.sync_once(state)
+                except Exception:
+                    # A bug that a peer's answer reaches must neither end anti-entropy nor
+                    # let that peer be chosen again at once: log it and back the peer off.
+                    log.exception("sync with %s failed unexpectedly", url)
+                    await self._fail(state, "internal_error: the sync failed unexpectedly")
             delay = self.config.sync_interval_s * self.rng.uniform(0.5, 1.5)
 
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL_S)
             await self.core.refresh()
+            if self.core.read_only != self._info_read_only:
+                self._write_info()
             # Large batches are stored before they are added to the full-text index; catch up
             # a bounded step at a time, when no posts have arrived for a moment.
             await self.core.index_for_search_when_idle()
 
     async def _push_loop(self) -> None:
-        while True:
-            new, source = await self._push_queue.get()
-            # Gather whatever else is already queued, so a burst goes out as one announcement.
-            while not self._push_queue.empty():
-                more, _ = self._push_queue.get_nowait()
-                new.extend(more)
-            states = await self._peer_states()
-            targets = peers.choose_push_targets(
-                states, self.config.push_fanout, self.core.now_ms(), self.rng,
-                exclude=self._self_urls() | {source or ""})
-            by_url = {s.url: s for s in states}
-            await asyncio.gather(*(self._push_to(by_url[url], new) for url in targets))
+        # Each push runs on its own, bounded by its own timeouts: a peer that hangs delays
+        # nothing but its own push, and the next fresh post goes out to the others at once.
+        # A peer with a push still in flight is not chosen again until it ends, so a hung peer
+        # holds one task, not one per post; what it misses, anti-entropy brings it later.
+        in_flight: dict[str, asyncio.Task] = {}
+        try:
+            while True:
+                new, source = await self._push_queue.get()
+                # Gather whatever else is already queued, so a burst goes out as one announcement.
+                while not self._push_queue.empty():
+                    more, _ = self._push_queue.get_nowait()
+                    new.extend(more)
+                states = await self._peer_states()
+                targets = peers.choose_push_targets(
+                    states, self.config.push_fanout, self.core.now_ms(), self.rng,
+                    exclude=self._self_urls() | {source or ""} | set(in_flight))
+                by_url = {s.url: s for s in states}
+                for url in targets:
+                    task = asyncio.create_task(self._push_to(by_url[url], new), name=f"push to {url}")
+                    in_flight[url] = task
+                    task.add_done_callback(lambda _, u=url: in_flight.pop(u, None))
+        finally:
+            for task in list(in_flight.values()):
+                task.cancel()
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -303,7 +367,16 @@ class Node:
                 for batch in messages.post_batches(raws):
                     await client.push(batch)
         except PeerError as exc:
+            # A peer that fails a push (unreachable, a redirect, too slow) is backed off like
+            # one that fails a sync, so that the next pushes go to peers that answer.
             log.info("push to %s failed: %s", url, exc)
+            await self._fail(state, f"{exc.code}: {exc.message}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # This runs as a task of its own: nobody else would see the error.
+            log.exception("push to %s failed unexpectedly", url)
+            await self._fail(state, "internal_error: the push failed unexpectedly")
 
 
 def _url_of(runner: web.AppRunner) -> str:

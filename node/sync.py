@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,20 +21,38 @@ import aiohttp
 from aiohttp.resolver import ThreadedResolver
 
 from dazibao.protocol import limits, messages, peers as peer_policy, posts
-from dazibao.protocol.errors import RemoteProtocolError
+from dazibao.protocol.errors import BoardError, RemoteProtocolError
 from dazibao.protocol.reconcile import Initiator
 
 from .service import NodeCore
 from .store import Store
 
-__all__ = ["PeerError", "PeerClient", "PublicOnlyResolver", "SyncReport", "sync_with", "scope_boards"]
+__all__ = ["PeerError", "PeerClient", "PublicOnlyResolver", "NonPublicAddressError", "SyncReport", "sync_with", "scope_boards"]
 
 log = logging.getLogger("dazibao.sync")
 
 MSGPACK = "application/x-msgpack"
 ROUNDS_PER_PASS = 32
 MAX_PASSES = 1_000
-TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+
+
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    # sock_read bounds every silence (a tarpit that accepts and says nothing), total bounds a
+    # peer that trickles a byte at a time, connect bounds a peer that never accepts.
+    return aiohttp.ClientTimeout(total=total, connect=limits.PEER_CONNECT_TIMEOUT_S,
+                                 sock_connect=limits.PEER_CONNECT_TIMEOUT_S,
+                                 sock_read=limits.PEER_READ_TIMEOUT_S)
+
+
+#: Reconcile, fetch and push requests may carry up to max_request_bytes each way.
+TIMEOUT = _timeout(limits.PEER_REQUEST_TIMEOUT_S)
+#: Info, peer-list and announce answers are small: a peer that takes longer is a tarpit.
+SHORT_TIMEOUT = _timeout(limits.PEER_SHORT_REQUEST_TIMEOUT_S)
+
+#: Most bytes of an error answer that are read to find its code.
+MAX_ERROR_BYTES = 65_536
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class PeerError(Exception):
@@ -57,6 +76,8 @@ class SyncReport:
     sent: int = 0
     skipped_tombstoned: int = 0
     peer_rejected: list[tuple[str, str]] = field(default_factory=list)
+    #: Board names in the peer's /v1/info that break the board-name rule (ignored).
+    bad_boards: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -68,30 +89,44 @@ class SyncReport:
             "sent": self.sent,
             "skipped_tombstoned": self.skipped_tombstoned,
             "peer_rejected": [{"id": i, "code": c} for i, c in self.peer_rejected],
+            "bad_boards": self.bad_boards,
         }
+
+
+class NonPublicAddressError(OSError):
+    """A peer that must be public leads to a loopback, private or otherwise local address."""
 
 
 class PublicOnlyResolver(ThreadedResolver):
     """A resolver that refuses names resolving only to non-public addresses.
 
     Peers learned from other nodes are untrusted: without this, a hostile node could make this
-    one send requests into its own private network (a name that resolves to 10.0.0.1).
+    one send requests into its own private network (a name that resolves to 10.0.0.1).  It runs
+    for every new connection, so a name that changes its answer (DNS rebinding) is checked again
+    each time.  Raises NonPublicAddressError.
     """
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
         results = await super().resolve(host, port, family)
         public = [r for r in results if peer_policy.is_public_address(r["host"])]
         if not public:
-            raise OSError(f"{host} resolves only to non-public addresses")
+            raise NonPublicAddressError(f"{host} resolves only to non-public addresses")
         return public
 
 
 class PeerClient:
-    """The gossip API of one peer, spoken over an aiohttp session."""
+    """The gossip API of one peer, spoken over an aiohttp session.
 
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+    Every request is bounded in time (connect, each read, the whole request) and in the size of
+    its answer, and never follows a redirect: a peer answers at its own address or fails.  With
+    ``public_only`` (a peer learned by exchange), the URL's host must be a public address or a
+    name; the session's resolver (PublicOnlyResolver) checks what a name resolves to.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, *, public_only: bool = False) -> None:
         self.session = session
         self.url = url.rstrip("/")
+        self.public_only = public_only
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if resp.content_length is not None and resp.content_length > limit:
@@ -104,41 +139,85 @@ class PeerClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    def _check_host(self) -> None:
+        # An IP literal never reaches the resolver: check it here, at every request, so that a
+        # peer row stored before a rule changed is held to the rule of today.
+        try:
+            peer_policy.check_learned_peer(self.url, allow_private=False)
+        except peer_policy.PeerAddressError as exc:
+            raise PeerError(self.url, "private_address", exc.message) from None
+
+    async def _request(self, method: str, path: str, body: bytes | None = None, *,
+                       limit: int = limits.MAX_REQUEST_BYTES + 65536,
+                       timeout: aiohttp.ClientTimeout = TIMEOUT) -> bytes:
+        """One request; the answer's body if it is a 200.  Raises PeerError."""
+        if self.public_only:
+            self._check_host()
         try:
             async with self.session.request(
-                method, self.url + path, data=body, timeout=TIMEOUT,
+                method, self.url + path, data=body, timeout=timeout, allow_redirects=False,
                 headers={"Content-Type": MSGPACK} if body is not None else None,
             ) as resp:
-                data = await self._read(resp, limits.MAX_REQUEST_BYTES + 65536)
+                if 300 <= resp.status < 400:
+                    # Following it would let the peer aim this node at any address (the LAN, a
+                    # cloud metadata service), past the checks its own address passed.
+                    raise PeerError(self.url, "redirect", f"HTTP {resp.status} to {path}: peers must not redirect")
                 if resp.status != 200:
+                    data = await self._read(resp, MAX_ERROR_BYTES)
                     raise PeerError(self.url, *_error_of(resp.status, data))
-                return data
+                return await self._read(resp, limit)
+        except TimeoutError:
+            # aiohttp's connect and read timeouts are both ClientErrors and TimeoutErrors.
+            raise PeerError(self.url, "timeout", f"no timely answer to {path}") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, NonPublicAddressError):
+                raise PeerError(self.url, "private_address", str(exc.os_error)) from None
+            raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
         except aiohttp.ClientError as exc:
             raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
-        except TimeoutError:
-            raise PeerError(self.url, "timeout", f"no answer to {path}") from None
+
+    def _json(self, data: bytes, path: str) -> dict:
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: "[[[[..." nested a hundred thousand deep.
+            raise PeerError(self.url, "malformed", f"{path} is not JSON") from None
+        if not isinstance(value, dict):
+            raise PeerError(self.url, "malformed", f"{path} is not a JSON object")
+        return value
 
     async def info(self) -> dict:
-        data = await self._request("GET", "/v1/info")
-        try:
-            info = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise PeerError(self.url, "malformed", "/v1/info is not JSON") from None
-        if not isinstance(info, dict) or not isinstance(info.get("boards"), list):
+        """The peer's ``/v1/info``, with ``boards`` holding only valid board names and
+        ``bad_boards`` counting the others.  Raises PeerError."""
+        data = await self._request("GET", "/v1/info", limit=limits.MAX_PEER_INFO_BYTES, timeout=SHORT_TIMEOUT)
+        info = self._json(data, "/v1/info")
+        boards = info.get("boards")
+        if not isinstance(boards, list):
             raise PeerError(self.url, "malformed", "/v1/info lacks a board list")
+        most = limits.MAX_INFO_BOARDS
+        if len(boards) > most:
+            raise PeerError(self.url, "too_large", f"/v1/info lists {len(boards)} boards, more than {most}")
+        if not isinstance(info.get("all_boards", False), bool):
+            raise PeerError(self.url, "malformed", "/v1/info: all_boards is not true or false")
+        good = []
+        for board in boards:
+            try:
+                good.append(posts.check_board(board))
+            except BoardError:
+                pass
+        if boards and not good:
+            raise PeerError(self.url, "bad_board", "/v1/info lists no valid board name")
+        info["bad_boards"] = len(boards) - len(good)
+        info["boards"] = good
         return info
 
     async def peers(self) -> list[str]:
         """The peer's list of peers for exchange (still untrusted: check each one)."""
-        data = await self._request("GET", "/v1/peers")
-        try:
-            answer = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise PeerError(self.url, "malformed", "/v1/peers is not JSON") from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("peers"), list):
+        data = await self._request("GET", "/v1/peers", limit=limits.MAX_PEER_INFO_BYTES, timeout=SHORT_TIMEOUT)
+        answer = self._json(data, "/v1/peers")
+        if not isinstance(answer.get("peers"), list):
             raise PeerError(self.url, "malformed", "/v1/peers lacks a peer list")
-        return [u for u in answer["peers"] if isinstance(u, str)]
+        return [u for u in answer["peers"] if isinstance(u, str)][: peer_policy.MAX_PEERS_PER_EXCHANGE]
 
     async def reconcile(self, message: bytes) -> bytes:
         return await self._request("POST", "/v1/reconcile", message)
@@ -152,7 +231,7 @@ class PeerClient:
         return self._decode(messages.decode_push_result, data)
 
     async def announce(self, ids: Sequence[bytes]) -> list[bytes]:
-        data = await self._request("POST", "/v1/announce", messages.encode_ids(ids))
+        data = await self._request("POST", "/v1/announce", messages.encode_ids(ids), timeout=SHORT_TIMEOUT)
         return list(self._decode(messages.decode_ids, data).ids)
 
     def _decode(self, fn, data):
@@ -160,14 +239,21 @@ class PeerClient:
             return fn(data)
         except RemoteProtocolError as exc:
             raise PeerError(self.url, exc.code, exc.message) from None
+        except RecursionError:
+            raise PeerError(self.url, "malformed", "nested too deep") from None
 
 
 def _error_of(status: int, data: bytes) -> tuple[str, str]:
+    """The code and message of a peer's error answer, made safe to log and to show: a code
+    that is not a plain identifier becomes ``http_error``, control characters are dropped."""
     try:
         err = json.loads(data)["error"]
-        return str(err["code"])[:64], str(err["message"])[:300]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        code, message = str(err["code"]), str(err["message"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         return "http_error", f"HTTP {status}"
+    if not _ERROR_CODE.fullmatch(code):
+        code = "http_error"
+    return code, _UNPRINTABLE.sub("", message)[:300]
 
 
 def scope_boards(ours: Sequence[str], ours_all: bool, theirs: Sequence[str], theirs_all: bool) -> list[str]:
@@ -189,10 +275,26 @@ def _chunks(items: Sequence[bytes], size: int):
 
 async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str] | None = None,
                     progress: Progress | None = None) -> SyncReport:
-    """Reconcile with one peer and move posts both ways.  Raises PeerError."""
+    """Reconcile with one peer and move posts both ways.
+
+    Raises PeerError, and nothing else for anything the peer sends: its bytes are refused with
+    the code of what is wrong with them (a reconciliation reply that is not an answer, a post
+    batch that is not one), never with an exception the caller does not expect.
+    """
+    try:
+        return await _sync_with(core, client, boards=boards, progress=progress)
+    except RemoteProtocolError as exc:
+        raise PeerError(client.url, exc.code, exc.message) from None
+    except RecursionError:
+        raise PeerError(client.url, "malformed", "an answer is nested too deep") from None
+
+
+async def _sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str] | None,
+                     progress: Progress | None) -> SyncReport:
     report = SyncReport(peer=client.url)
     info = await client.info()
-    theirs = [b for b in info["boards"] if isinstance(b, str)]
+    theirs = info["boards"]  # only valid board names (PeerClient.info)
+    report.bad_boards = info["bad_boards"]
     ours = await core.carried_boards()
     scope = scope_boards(ours, not core.boards, theirs, bool(info.get("all_boards")))
     if boards:
@@ -208,12 +310,9 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
         # The Initiator reads the index, so it runs on the index's own thread (NodeCore.index).
         initiator = Initiator(core.index, scope)
         message: bytes | None = await core.on_index(lambda _: initiator.initiate())
-        try:
-            while message is not None and initiator.rounds < ROUNDS_PER_PASS:
-                reply = await client.reconcile(message)
-                message = await core.on_index(lambda _, r=reply: initiator.reconcile(r))
-        except RemoteProtocolError as exc:
-            raise PeerError(client.url, exc.code, exc.message) from None
+        while message is not None and initiator.rounds < ROUNDS_PER_PASS:
+            reply = await client.reconcile(message)
+            message = await core.on_index(lambda _, r=reply: initiator.reconcile(r))
         report.rounds += initiator.rounds
         report.reconcile_bytes_sent += initiator.bytes_sent
         report.reconcile_bytes_received += initiator.bytes_received
