@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dazibao.node import store as store_module
 from dazibao.node.store import (
     REJECT_NOT_AUTHOR,
     REJECT_NOT_CARRIED,
@@ -26,8 +25,12 @@ from dazibao.node.store import (
     StoreBusyError,
     StoreError,
 )
+from dazibao.node.store import queries as queries_module
+from dazibao.node.store import schema as schema_module
+from dazibao.node.store import search as search_module
 from dazibao.protocol.identity import SigningKey
 from dazibao.protocol.posts import create_post, post_key
+from dazibao.protocol.retraction import settle
 
 A = SigningKey(bytes([1]) * 32)
 B = SigningKey(bytes([2]) * 32)
@@ -250,7 +253,7 @@ def test_retraction_in_a_batch_with_a_foreign_one_and_its_target(store):
 
 
 def test_iter_keys_is_in_key_order(store, monkeypatch):
-    monkeypatch.setattr(store_module, "_KEYS_CHUNK", 3)  # exercise paging
+    monkeypatch.setattr(queries_module, "_KEYS_CHUNK", 3)  # exercise paging
     boards = ["a", "ab", "a b", "b", "工会", "Z", "a\u00e9"]
     posts = [mk(k, f"{b} {t}", t, board=b) for b in boards for k in (A, B) for t in (5, 300, 2**40, 0)]
     ingest(store, posts)
@@ -371,7 +374,7 @@ def test_threads_replies_and_boards(store):
 @pytest.fixture(params=["indexed", "not_yet_indexed"])
 def searchable(store, request, monkeypatch):
     if request.param == "not_yet_indexed":
-        monkeypatch.setattr(store_module, "_INLINE_INDEX_ROWS", 0)
+        monkeypatch.setattr(search_module, "_INLINE_INDEX_ROWS", 0)
     posts = {
         "wages": mk(A, "We demand FAIR wages for every worker.", 1_000),
         "cn": mk(B, "我们要求提高工资，改善劳动条件。", 2_000),
@@ -549,8 +552,8 @@ def test_migrations_run_in_order_once_and_roll_back_on_failure(tmp_path, monkeyp
         conn.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, add_column, broken))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, add_column, broken))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
     with pytest.raises(RuntimeError, match="migration bug"):
         Store(path)
     conn = sqlite3.connect(path)
@@ -558,8 +561,8 @@ def test_migrations_run_in_order_once_and_roll_back_on_failure(tmp_path, monkeyp
     assert "note" not in [r[1] for r in conn.execute("PRAGMA table_info(meta)")]
     conn.close()
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS[:-1], add_column))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS[:-1], add_column))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     calls.clear()
     Store(path).close()
     Store(path).close()
@@ -723,7 +726,7 @@ def test_final_state_does_not_depend_on_arrival_order(data):
     flat = [i for batch in batches for i in batch]
     shuffled = data.draw(st.permutations(flat), label="shuffled")
     cuts = sorted(data.draw(st.sets(st.integers(0, len(flat)), max_size=4), label="cuts"))
-    rebatched = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(flat)])]
+    rebatched = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(flat)], strict=True)]
 
     states = []
     for plan in (batches, [flat], rebatched, [[i] for i in reversed(flat)]):
@@ -752,7 +755,7 @@ def test_reply_pages_walk_both_ways_and_hold_one_page(store):
         forward += [r.id for r in page]
         after = (page[-1].created_at_ms, page[-1].id)
     assert forward == everything
-    backward, before = [], None
+    backward = []
     page = store.newest_replies(root.id, 4)
     while page:
         backward = [r.id for r in page] + backward
@@ -824,3 +827,93 @@ def test_a_reply_page_reads_the_index_in_order(store):
         "EXPLAIN QUERY PLAN SELECT id FROM posts WHERE parent = ? AND kind = ? "
         "ORDER BY created_at_ms, id LIMIT 10", (root.id, 1)))
     assert "posts_parent_time" in plan and "TEMP B-TREE" not in plan, plan
+
+
+# --- the store keeps the books; protocol.retraction decides ---------------------------------
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_final_state_is_the_settlement_of_what_was_received(data):
+    pool = POOL + [
+        mk(A, t=2_200, kind="retract", parent=POOL[0].id, board="other"),  # own post, wrong board
+        mk(A, t=2_201, kind="retract", parent=POOL[3].id, board="general"),  # p3 is on "other"
+    ]
+    picked = data.draw(st.lists(st.sampled_from(pool), max_size=20), label="posts")
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(picked)), max_size=4), label="cuts"))
+    with Store.memory() as s:
+        for a, b in zip([0, *cuts], [*cuts, len(picked)], strict=True):
+            ingest(s, picked[a:b])
+        expected = settle(picked)
+        assert stored_ids(s) == expected.stored
+        assert tombstones(s) == dict(expected.tombstones)
+        assert {(t, r) for t, r, _ in pending(s)} == expected.pending
+
+
+def test_a_retraction_on_another_board_is_refused_whatever_the_targets_state(store):
+    target = mk(A, "here", 1_000, board="general")
+    stray = mk(A, t=2_000, board="other", kind="retract", parent=target.id)
+    ingest(store, [target])
+    assert ingest(store, [stray]).rejected == [(stray.id, "retract_wrong_board")]
+    # Against a tombstone too: a tombstone keeps the board of the post it replaces.
+    gone = mk(A, "deleted", 1_001, board="general")
+    ingest(store, [gone])
+    store.delete([gone.id], now_ms=NOW)
+    stray2 = mk(A, t=2_001, board="other", kind="retract", parent=gone.id)
+    assert ingest(store, [stray2]).rejected == [(stray2.id, "retract_wrong_board")]
+    assert tombstones(store) == {stray.id: "rejected", gone.id: "deleted", stray2.id: "rejected"}
+    assert stored_ids(store) == {target.id}
+
+
+def test_a_purged_waiting_retraction_is_judged_by_its_tombstone(store):
+    target = mk(A, "kept", 1_000, board="general")
+    stray = mk(A, t=2_000, board="mirror", kind="retract", parent=target.id)  # another board
+    ingest(store, [stray])
+    assert store.purge_older_than("mirror", 10_000, now_ms=NOW) == 1
+    # Its tombstone says it was on another board: it cannot retract the target.
+    assert ingest(store, [target]).added == [target]
+    assert pending(store) == set()
+
+
+def test_a_migration_may_use_sqlite_utils_and_still_roll_back_whole(tmp_path, monkeypatch):
+    # The installed sqlite-utils keeps add_column, create_index and transform inside the
+    # transaction the store opened; a version that committed halfway would leave the column.
+    path = tmp_path / "node.db"
+    Store(path).close()
+
+    def with_sqlite_utils(db):
+        db["peers"].add_column("note", str)
+        db["peers"].create_index(["source"], index_name="peers_source")
+        db["meta"].transform(types={"value": str})
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS, with_sqlite_utils))
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        Store(path)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert "note" not in [r[1] for r in conn.execute("PRAGMA table_info(peers)")]
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'peers_source'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'meta_new%'").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_expected_objects_are_what_a_new_store_holds(tmp_path):
+    with Store(tmp_path / "node.db") as s:
+        found = {
+            kind: {name for (name,) in s._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = ? AND name NOT LIKE 'sqlite_%'", (kind,))}
+            for kind in ("table", "index", "trigger")
+        }
+        # The same, read through sqlite-utils.
+        assert {t.name for t in s.db.tables} - {"sqlite_sequence"} == found["table"]
+        assert {t.name for t in s.db.triggers} == found["trigger"]
+        assert {i.name for t in s.db.tables for i in t.indexes} >= found["index"]
+    assert schema_module.expected_objects() == found
+    assert "posts_parent" in schema_module.expected_objects(1)["index"]
+    assert "posts_parent_time" in found["index"]
+    with pytest.raises(ValueError):
+        schema_module.expected_objects(SCHEMA_VERSION + 1)

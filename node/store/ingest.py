@@ -1,0 +1,316 @@
+"""The store's ingest room: storing batches of posts, retraction bookkeeping, local deletion.
+
+* **Ingest is idempotent and all-or-nothing.**  :meth:`IngestRoom.ingest` takes a batch of
+  posts the caller has already decoded and signature-checked and stores it in one transaction:
+  a post already stored is a duplicate, a tombstoned id is refused, and an exception leaves
+  nothing of the batch behind.
+* **Retractions are permanent and order-independent.**  *Whether* a retraction applies is
+  decided by :func:`dazibao.protocol.retraction.judge`, from what is known of the retraction
+  and its target; this room only keeps the books the decision needs: tombstones that remember
+  the author and board of every removed id, and the retractions still waiting for their
+  target (``pending_retractions``).  The final state is
+  :func:`dazibao.protocol.retraction.settle` of everything received, whatever the order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from dazibao.protocol.posts import KIND_RETRACT, Post, post_key
+from dazibao.protocol.retraction import TOMBSTONE_REJECTED, TOMBSTONE_RETRACTED, Known, Verdict, judge
+
+from .connection import guarded
+from .rows import IngestResult, PostRow
+from .schema import INSERT_POST, INSERT_TOMBSTONE, POST_COLUMNS
+from .search import SearchRoom
+
+__all__ = ["IngestRoom", "REJECT_TOMBSTONED", "REJECT_NOT_CARRIED", "REJECT_RETRACTED", "REJECT_NOT_AUTHOR"]
+
+# Codes of IngestResult.rejected.  None of them means the sender misbehaved: a peer may hold
+# a post we deleted, a board we do not carry, or a retraction it has not been able to check.
+REJECT_TOMBSTONED = "tombstoned"  # the id is tombstoned here (retracted, deleted or purged)
+REJECT_NOT_CARRIED = "not_carried"  # the post's board is not one this node carries
+REJECT_RETRACTED = "retracted"  # a same-author retraction of this post is known
+REJECT_NOT_AUTHOR = Verdict.NOT_AUTHOR.value  # "retract_not_author": names another author's post
+
+
+class IngestRoom(SearchRoom):
+    """Ingest, and the local removals (deletion, retention) that write tombstones."""
+
+    @guarded
+    def ingest(
+        self,
+        posts: Sequence[Post],
+        *,
+        source: str | None,
+        now_ms: int,
+        boards: Collection[str] | None = None,
+    ) -> IngestResult:
+        """Store a batch of decoded, signature-checked posts in one transaction.
+
+        A post already stored (or repeated in the batch) is a duplicate.  Refused, with a
+        code: a tombstoned id (``tombstoned``), a board not in ``boards`` when it is given
+        (``not_carried``), a retraction naming another author's post (``retract_not_author``)
+        or on another board than its target (``retract_wrong_board``), a post a same-author
+        retraction is known for (``retracted``).
+
+        Retractions (docs/protocol.md, "Retraction"), whatever order the posts arrive in,
+        within a batch or across batches, each decided by
+        :func:`dazibao.protocol.retraction.judge`:
+
+        * a post is stored only if no retraction of it by its own author, on its board, is
+          known; when one is, the post is removed (or never stored) and its id tombstoned as
+          'retracted';
+        * a retraction is stored unless its target, stored or tombstoned, is known to be by
+          another author or on another board (then it is refused and its id tombstoned as
+          'rejected', a final verdict); when the target is unknown it is stored and remembered
+          as pending, and if the target later turns out to be one it may not retract, the
+          retraction is removed and tombstoned the same way;
+        * a retraction of a retraction, or of a post already tombstoned, is stored but removes
+          nothing: a retraction, once known, stays in force, so its target cannot come back
+          on nodes that have not yet seen it.
+
+        ``source`` is recorded with each post (a peer URL, 'local', 'import'); 'local' posts
+        are synced to disk before this returns, since no peer has them yet.  If anything
+        raises, nothing of the batch is stored.
+        """
+        carried = None if boards is None else frozenset(boards)
+        with self._write(durable=source == "local") as conn:
+            result = _Batch(self, conn, source, now_ms, carried).run(posts)
+            if result.added:
+                self._index_inline(conn)
+            return result
+
+    @guarded
+    def delete(self, ids: Iterable[bytes], reason: str = "deleted", *, now_ms: int) -> list[bytes]:
+        """Delete stored posts and tombstone them, so gossip never brings them back.
+
+        For a member hiding content locally (``reason`` 'deleted') or a mirror dropping it
+        ('purged').  Ids that are not stored are ignored; an empty ``ids`` deletes nothing.
+        Returns the reconciliation keys removed.
+        """
+        if reason not in ("deleted", "purged"):
+            raise ValueError(f"delete reason must be 'deleted' or 'purged', not {reason!r}")
+        ids = list(set(ids))
+        if not ids:
+            return []
+        with self._write(durable=True) as conn:
+            rows = list(
+                self._select_in("SELECT seq, id, board, created_at_ms, author FROM posts WHERE id IN ({marks})", ids)
+            )
+            return self._remove_rows(conn, rows, reason, now_ms)
+
+    @guarded
+    def purge_older_than(self, board: str, cutoff_ms: int, *, now_ms: int) -> int:
+        """Delete and tombstone the posts of ``board`` created before ``cutoff_ms``; return how many.
+
+        For mirrors with a retention period.  Pending retractions are kept, so a purged
+        retraction still refuses its target if that arrives later.
+        """
+        # In SQL rather than row by row: a first purge may remove most of a large board.
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO tombstones (id, board, created_at_ms, author, reason, at_ms)"
+                " SELECT id, board, created_at_ms, author, 'purged', ? FROM posts"
+                " WHERE board = ? AND created_at_ms < ? ORDER BY created_at_ms, id",
+                (now_ms, board, cutoff_ms),
+            )
+            return conn.execute(
+                "DELETE FROM posts WHERE board = ? AND created_at_ms < ?", (board, cutoff_ms)
+            ).rowcount
+
+    @staticmethod
+    def _remove_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], reason: str, now_ms: int) -> list[bytes]:
+        conn.executemany("DELETE FROM posts WHERE seq = ?", [(r[0],) for r in rows])
+        conn.executemany(
+            INSERT_TOMBSTONE,
+            [(pid, board, created, author, reason, now_ms) for _, pid, board, created, author in rows],
+        )
+        return [post_key(board, created, pid) for _, pid, board, created, _ in rows]
+
+
+# --- one ingest batch -----------------------------------------------------------------------
+
+
+class _Batch:
+    """The work of one :meth:`IngestRoom.ingest` call, inside its write transaction.
+
+    Everything the decisions need is read first (which ids are stored or tombstoned, the
+    targets of the batch's retractions, the pending retractions naming the batch's posts); the
+    decisions are then made in memory, each by :func:`judge`; the writes go out last, each as
+    one executemany.  Within a batch, retractions waiting for the batch's posts are judged
+    first and the batch's own retractions after; that gives the same outcome as any order,
+    because a verdict depends only on the facts of the two posts.
+    """
+
+    def __init__(
+        self, store: IngestRoom, conn: sqlite3.Connection, source: str | None, now_ms: int,
+        carried: frozenset[str] | None,
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.source = source
+        self.now_ms = now_ms
+        self.carried = carried
+        self.new: dict[bytes, Post] = {}  # posts to insert, in batch order
+        self.duplicates = 0
+        self.rejected: list[tuple[bytes, str]] = []
+        self.removed_keys: list[bytes] = []
+        self.delete_seqs: list[int] = []
+        self.tombstones: list[tuple[bytes, str, int, bytes, str, int]] = []
+        self.gone: dict[bytes, Known] = {}  # tombstoned ids this batch looks at -> what is left of them
+        self.pending_add: list[tuple[bytes, bytes, bytes]] = []
+        self.pending_drop: list[tuple[bytes, bytes]] = []
+
+    def run(self, posts: Sequence[Post]) -> IngestResult:
+        self._admit(posts)
+        if self.new:
+            self._judge_waiting()
+            self._judge_retractions()
+            self._write()
+        return IngestResult(list(self.new.values()), self.duplicates, self.rejected, self.removed_keys)
+
+    def _admit(self, posts: Sequence[Post]) -> None:
+        batch: dict[bytes, Post] = {}
+        for post in posts:
+            if post.id in batch:
+                self.duplicates += 1
+            else:
+                batch[post.id] = post
+        ids = list(batch)
+        stored = {r[0] for r in self.store._select_in("SELECT id FROM posts WHERE id IN ({marks})", ids)}
+        tombs = {r[0] for r in self.store._select_in("SELECT id FROM tombstones WHERE id IN ({marks})", ids)}
+        for pid, post in batch.items():
+            if pid in stored:
+                self.duplicates += 1
+            elif pid in tombs:
+                self.rejected.append((pid, REJECT_TOMBSTONED))
+            elif self.carried is not None and post.board not in self.carried:
+                self.rejected.append((pid, REJECT_NOT_CARRIED))
+            else:
+                self.new[pid] = post
+
+    def _tombstone_facts(self, ids: list[bytes]) -> dict[bytes, Known]:
+        sql = "SELECT id, author, board FROM tombstones WHERE id IN ({marks})"
+        return {pid: Known.tombstone(author, board) for pid, author, board in self.store._select_in(sql, ids)}
+
+    def _stored_rows(self, ids: list[bytes]) -> dict[bytes, PostRow]:
+        sql = f"SELECT {POST_COLUMNS} FROM posts WHERE id IN ({{marks}})"
+        return {row[1]: PostRow(*row) for row in self.store._select_in(sql, ids)}
+
+    def _judge_waiting(self) -> None:
+        """Judge the retractions stored earlier that were waiting for a post of this batch."""
+        arriving = dict(self.new)  # decisions below must not depend on the order of the rows
+        pending = list(
+            self.store._select_in(
+                "SELECT target_id, retraction_id, author FROM pending_retractions WHERE target_id IN ({marks})",
+                list(arriving),
+            )
+        )
+        if not pending:
+            return
+        retraction_ids = [r[1] for r in pending]
+        rows = self._stored_rows(retraction_ids)
+        # A waiting retraction deleted or purged here since still counts (a purged retraction
+        # still refuses its target); its tombstone keeps its board.
+        gone = self._tombstone_facts([rid for rid in retraction_ids if rid not in rows])
+        for target_id, retraction_id, author in pending:
+            self.pending_drop.append((target_id, retraction_id))
+            target = arriving[target_id]
+            row = rows.get(retraction_id)
+            if row is not None:
+                facts = Known(row.author, row.board, row.kind)
+            else:
+                left = gone.get(retraction_id)
+                facts = Known.tombstone(author, None if left is None else left.board)
+            verdict = judge(facts, Known.of(target))
+            if verdict is Verdict.APPLY:
+                if target_id in self.new:
+                    self._retract_new(target)
+            elif verdict.refused and row is not None:
+                # Stored while its target was unknown; now known to name a post it may not retract.
+                self.delete_seqs.append(row.seq)
+                self.removed_keys.append(row.key)
+                self._tombstone(row, TOMBSTONE_REJECTED)
+
+    def _judge_retractions(self) -> None:
+        """Judge the retractions of this batch against what is known of their targets."""
+        batch_retractions = [p for p in self.new.values() if p.kind == KIND_RETRACT]
+        if not batch_retractions:
+            return
+        wanted = list({r.parent for r in batch_retractions if r.parent is not None and r.parent not in self.new})
+        stored = self._stored_rows(wanted)
+        for pid, facts in self._tombstone_facts(wanted).items():
+            self.gone.setdefault(pid, facts)
+        for retraction in batch_retractions:
+            if retraction.id not in self.new:
+                continue  # removed by an earlier decision of this batch
+            target_id = retraction.parent
+            assert target_id is not None  # decode_post guarantees a retraction names a parent
+            row = None
+            target: Known | None
+            if target_id in self.new:
+                target = Known.of(self.new[target_id])
+            elif target_id in self.gone:
+                # Tombstoned before, or removed by an earlier decision of this batch.
+                target = self.gone[target_id]
+            elif target_id in stored:
+                row = stored[target_id]
+                target = Known(row.author, row.board, row.kind)
+            else:
+                target = None
+            verdict = judge(Known.of(retraction), target)
+            if verdict.refused:
+                self._refuse_retraction(retraction, verdict.value)
+            elif verdict is Verdict.APPLY:
+                if row is None:
+                    self._retract_new(self.new[target_id])
+                else:
+                    self.delete_seqs.append(row.seq)
+                    self.removed_keys.append(row.key)
+                    self._tombstone(row, TOMBSTONE_RETRACTED)
+            elif verdict is Verdict.WAIT:
+                self.pending_add.append((target_id, retraction.id, retraction.author))
+
+    def _refuse_retraction(self, retraction: Post, code: str) -> None:
+        # The verdict is final (a post's author and board never change), and a node that
+        # stored this retraction while its target was unknown removes it the same way
+        # (_judge_waiting): tombstoning it here makes both end in the same state.
+        del self.new[retraction.id]
+        self.rejected.append((retraction.id, code))
+        self._tombstone(retraction, TOMBSTONE_REJECTED)
+
+    def _retract_new(self, target: Post) -> None:
+        del self.new[target.id]
+        self.rejected.append((target.id, REJECT_RETRACTED))
+        self._tombstone(target, TOMBSTONE_RETRACTED)
+
+    def _tombstone(self, post: Post | PostRow, reason: str) -> None:
+        self.tombstones.append((post.id, post.board, post.created_at_ms, post.author, reason, self.now_ms))
+        self.gone[post.id] = Known.tombstone(post.author, post.board)
+
+    def _write(self) -> None:
+        conn = self.conn
+        if self.delete_seqs:
+            conn.executemany("DELETE FROM posts WHERE seq = ?", [(s,) for s in self.delete_seqs])
+        if self.tombstones:
+            conn.executemany(INSERT_TOMBSTONE, self.tombstones)
+        if self.pending_drop:
+            conn.executemany(
+                "DELETE FROM pending_retractions WHERE target_id = ? AND retraction_id = ?", self.pending_drop
+            )
+        if self.pending_add:
+            conn.executemany(
+                "INSERT OR IGNORE INTO pending_retractions (target_id, retraction_id, author) VALUES (?, ?, ?)",
+                self.pending_add,
+            )
+        source, now_ms = self.source, self.now_ms
+        conn.executemany(
+            INSERT_POST,
+            [
+                (p.id, p.kind, p.board, p.author, p.created_at_ms, p.parent, p.body, p.raw, now_ms, source)
+                for p in self.new.values()
+            ],
+        )

@@ -1,0 +1,382 @@
+"""The store's query room: every read of posts, boards, threads and the change feed.
+
+Reads never open a write transaction.  Pages are read by keyset (each page starts after the
+last key of the previous one, on an index), so memory stays bounded however large the store.
+A running node notices writes by another process by polling :meth:`QueryRoom.data_version` and
+catches up with :meth:`QueryRoom.changes_since`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any
+
+from dazibao.protocol.posts import KIND_POST, KIND_REPLY, post_key
+
+from .connection import StoreBase, check_limit, guarded, marks
+from .rows import BoardInfo, Changes, PostRow, ThreadRow
+from .schema import POST_COLUMNS, POST_COLUMNS_P
+from .search import like_params
+
+__all__ = ["QueryRoom"]
+
+_KEYS_CHUNK = 10_000  # rows per page of iter_keys
+_ROWS_CHUNK = 500  # rows per page of iter_rows and iter_sizes (a post is at most 20 KiB)
+
+
+class QueryRoom(StoreBase):
+    """Reads of posts and boards, the key and row streams, and the change feed."""
+
+    @guarded
+    def has(self, ids: Iterable[bytes]) -> set[bytes]:
+        """The ids among ``ids`` that are stored."""
+        ids = list(ids)
+        return {row[0] for row in self._select_in("SELECT id FROM posts WHERE id IN ({marks})", ids)}
+
+    @guarded
+    def tombstoned(self, ids: Iterable[bytes]) -> set[bytes]:
+        """The ids among ``ids`` that are tombstoned (will be refused)."""
+        ids = list(ids)
+        return {row[0] for row in self._select_in("SELECT id FROM tombstones WHERE id IN ({marks})", ids)}
+
+    @guarded
+    def get_raw(self, ids: Iterable[bytes]) -> list[bytes]:
+        """The signed bytes of the stored posts among ``ids``, in the order asked, unknown ids skipped."""
+        ids = list(ids)
+        found = dict(self._select_in("SELECT id, raw FROM posts WHERE id IN ({marks})", list(set(ids))))
+        return [found[i] for i in ids if i in found]
+
+    @guarded
+    def get(self, post_id: bytes) -> PostRow | None:
+        """The stored post with this id, or None."""
+        row = self._conn.execute(f"SELECT {POST_COLUMNS} FROM posts WHERE id = ?", (post_id,)).fetchone()
+        return None if row is None else PostRow(*row)
+
+    @guarded
+    def list_posts(
+        self,
+        board: str | None = None,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> list[PostRow]:
+        """Stored posts, newest first (by created_at, then id).
+
+        ``before`` is a ``(created_at_ms, id)`` cursor: only posts strictly older are listed,
+        so the last row of one page gives the cursor of the next.  ``kinds`` limits the kinds
+        listed (all kinds when None).
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if board is not None:
+            where.append("board = ?")
+            params.append(board)
+        if before is not None:
+            where.append("(created_at_ms, id) < (?, ?)")
+            params.extend(before)
+        if kinds is not None:
+            kinds = list(kinds)
+            where.append(f"kind IN ({marks(len(kinds))})")
+            params.extend(kinds)
+        sql = f"SELECT {POST_COLUMNS} FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+        params.append(check_limit(limit))
+        return [PostRow(*row) for row in self._conn.execute(sql, params)]
+
+    @guarded
+    def threads(self, board: str, limit: int = 50, offset: int = 0) -> list[ThreadRow]:
+        """Top-level posts of ``board`` with their number of direct replies, latest activity first.
+
+        The latest activity of a thread is the newest created_at of the post and its direct
+        replies.
+        """
+        sql = f"""
+            SELECT {POST_COLUMNS_P}, count(r.seq), max(p.created_at_ms, coalesce(max(r.created_at_ms), 0)) AS last_at
+            FROM posts AS p LEFT JOIN posts AS r ON r.parent = p.id AND r.kind = '{KIND_REPLY}'
+            WHERE p.board = ? AND p.kind = '{KIND_POST}'
+            GROUP BY p.seq
+            ORDER BY last_at DESC, p.id DESC
+            LIMIT ? OFFSET ?
+        """
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        return [
+            ThreadRow(PostRow(*row[:11]), row[11], row[12])
+            for row in self._conn.execute(sql, (board, check_limit(limit), offset))
+        ]
+
+    @guarded
+    def replies(self, post_id: bytes) -> list[PostRow]:
+        """The stored direct replies to ``post_id``, oldest first."""
+        sql = f"SELECT {POST_COLUMNS} FROM posts WHERE parent = ? AND kind = ? ORDER BY created_at_ms, id"
+        return [PostRow(*row) for row in self._conn.execute(sql, (post_id, KIND_REPLY))]
+
+    @guarded
+    def boards(self) -> list[BoardInfo]:
+        """Every board with stored posts, by name, with its row count and newest created_at."""
+        sql = "SELECT board, count(*), max(created_at_ms) FROM posts GROUP BY board ORDER BY board"
+        return [BoardInfo(*row) for row in self._conn.execute(sql)]
+
+    @guarded
+    def reply_page(
+        self,
+        post_id: bytes,
+        limit: int,
+        *,
+        after: tuple[int, bytes] | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[PostRow]:
+        """One page of the direct replies to ``post_id``, oldest first (by created_at, then id).
+
+        With neither cursor: the oldest ``limit`` replies.  ``after`` (a ``(created_at_ms, id)``
+        cursor): the oldest ``limit`` replies strictly newer than it.  ``before``: the newest
+        ``limit`` replies strictly older than it, still listed oldest first.  Raises ValueError
+        when both cursors are given or ``limit`` is not a non-negative int.
+        """
+        if after is not None and before is not None:
+            raise ValueError("give after or before, not both")
+        where = "parent = ? AND kind = ?"
+        params: list[Any] = [post_id, KIND_REPLY]
+        order = "ASC"
+        if after is not None:
+            where += " AND (created_at_ms, id) > (?, ?)"
+            params.extend(after)
+        elif before is not None:
+            where += " AND (created_at_ms, id) < (?, ?)"
+            params.extend(before)
+            order = "DESC"
+        return self._reply_rows(where, params, order, limit)
+
+    @guarded
+    def newest_replies(self, post_id: bytes, limit: int) -> list[PostRow]:
+        """The newest ``limit`` direct replies to ``post_id``, listed oldest first."""
+        return self._reply_rows("parent = ? AND kind = ?", [post_id, KIND_REPLY], "DESC", limit)
+
+    def _reply_rows(self, where: str, params: list[Any], order: str, limit: int) -> list[PostRow]:
+        # The parent index does not hold the time, so every reply of the thread is looked at
+        # to order them; only the few columns before the body are read for that (long bodies
+        # sit in overflow pages that are then never touched), and only the page's rows are
+        # read in full.
+        sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE seq IN ("
+               f"SELECT seq FROM posts WHERE {where} ORDER BY created_at_ms {order}, id {order} LIMIT ?)"
+               " ORDER BY created_at_ms, id")
+        return [PostRow(*row) for row in self._conn.execute(sql, [*params, check_limit(limit)])]
+
+    @guarded
+    def reply_count(self, post_id: bytes) -> int:
+        """The number of stored direct replies to ``post_id``."""
+        sql = "SELECT count(*) FROM posts WHERE parent = ? AND kind = ?"
+        return int(self._conn.execute(sql, (post_id, KIND_REPLY)).fetchone()[0])
+
+    @guarded
+    def board_page(
+        self,
+        limit: int,
+        *,
+        by_name: bool = False,
+        after: tuple[int, str] | str | None = None,
+        contains: str = "",
+    ) -> list[BoardInfo]:
+        """One page of the boards with stored posts, with their row count and newest created_at.
+
+        By default the most recently active first (newest created_at, then name), and
+        ``after`` is the ``(last_at_ms, board)`` of the last row of the previous page.  With
+        ``by_name``, in name order (UTF-8 bytes), and ``after`` is the last board name of the
+        previous page.  ``contains`` keeps only boards whose name contains it (case-insensitive
+        for ASCII letters).  Only ``limit`` rows are ever returned, however many boards there
+        are.  Raises ValueError for a cursor of the wrong shape or a bad ``limit``.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if contains:
+            where.append("board LIKE ? ESCAPE '\\'")
+            params.extend(like_params([contains]))
+        having, having_params = "", []
+        if by_name:
+            if after is not None:
+                if not isinstance(after, str):
+                    raise ValueError("a page by name continues after a board name")
+                where.append("board > ?")
+                params.append(after)
+            order = "board"
+        else:
+            if after is not None:
+                if not isinstance(after, tuple):
+                    raise ValueError("a page by activity continues after (last_at_ms, board)")
+                having = " HAVING last_at < ? OR (last_at = ? AND board > ?)"
+                having_params = [after[0], after[0], after[1]]
+            order = "last_at DESC, board"
+        sql = "SELECT board, count(*), max(created_at_ms) AS last_at FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" GROUP BY board{having} ORDER BY {order} LIMIT ?"
+        return [BoardInfo(*row) for row in self._conn.execute(sql, [*params, *having_params, check_limit(limit)])]
+
+    @guarded
+    def boards_with_posts(self, boards: Iterable[str]) -> set[str]:
+        """The boards among ``boards`` that have at least one stored post."""
+        boards = list(boards)
+        return {row[0] for row in self._select_in("SELECT DISTINCT board FROM posts WHERE board IN ({marks})", boards)}
+
+    @guarded
+    def board_count(self) -> int:
+        """The number of boards with stored posts."""
+        return int(self._conn.execute("SELECT count(DISTINCT board) FROM posts").fetchone()[0])
+
+    @guarded
+    def count(self, board: str | None = None) -> int:
+        """The number of stored posts (of every kind), in one board or in all."""
+        if board is None:
+            return int(self._conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+        return int(self._conn.execute("SELECT count(*) FROM posts WHERE board = ?", (board,)).fetchone()[0])
+
+    def iter_keys(self, boards: Collection[str] | None = None) -> Iterator[bytes]:
+        """Every stored reconciliation key (or those of ``boards``), in ascending key order.
+
+        Streamed in pages, so the store is not locked while the caller consumes the keys; a
+        post written or removed meanwhile may or may not be yielded.  To build an index that
+        stays exact, take :meth:`watermark` first, then apply ``changes_since(*watermark)``.
+        """
+        scopes: list[str | None] = [None]
+        if boards is not None:
+            # Key order compares the UTF-8 bytes of the board first.
+            scopes = [*sorted(set(boards), key=lambda b: b.encode("utf-8"))]
+        for board in scopes:
+            after: tuple[Any, ...] | None = None
+            while True:
+                rows = self._keys_page(board, after)
+                encoded: dict[str, bytes] = {}
+                for b, created, pid in rows:
+                    prefix = encoded.get(b)
+                    if prefix is None:
+                        prefix = encoded[b] = b.encode("utf-8") + b"\x00"
+                    yield prefix + created.to_bytes(8, "big") + pid
+                if len(rows) < _KEYS_CHUNK:
+                    break
+                after = rows[-1]
+
+    @guarded
+    def _keys_page(self, board: str | None, after: tuple[Any, ...] | None) -> list[tuple[Any, ...]]:
+        # Keyset paging: each page starts after the last key of the previous one, on the index.
+        params: list[Any]
+        if board is None:
+            sql, params = "SELECT board, created_at_ms, id FROM posts", []
+            if after is not None:
+                sql += " WHERE (board, created_at_ms, id) > (?, ?, ?)"
+                params.extend(after)
+            sql += " ORDER BY board, created_at_ms, id LIMIT ?"
+        else:
+            sql, params = "SELECT board, created_at_ms, id FROM posts WHERE board = ?", [board]
+            if after is not None:
+                sql += " AND (created_at_ms, id) > (?, ?)"
+                params.extend(after[1:])
+            sql += " ORDER BY created_at_ms, id LIMIT ?"
+        params.append(_KEYS_CHUNK)
+        return self._conn.execute(sql, params).fetchall()
+
+    def iter_rows(self, boards: Collection[str] | None = None, *, since_ms: int | None = None) -> Iterator[PostRow]:
+        """Stored posts (of ``boards``; created at or after ``since_ms``), in ascending key order.
+
+        Paged like :meth:`iter_keys`: memory stays bounded however large the store.  Inside
+        :meth:`snapshot` the posts yielded are exactly those stored when the block began.
+        """
+        for board, after in self._board_scopes(boards):
+            while True:
+                rows = self._rows_page(board, after, since_ms, POST_COLUMNS)
+                yield from (PostRow(*row) for row in rows)
+                if len(rows) < _ROWS_CHUNK:
+                    break
+                after = (rows[-1][3], rows[-1][5], rows[-1][1])
+
+    def iter_sizes(self, boards: Collection[str] | None = None, *, since_ms: int | None = None) -> Iterator[int]:
+        """The byte length of each post :meth:`iter_rows` would yield, in the same order."""
+        for board, after in self._board_scopes(boards):
+            while True:
+                rows = self._rows_page(board, after, since_ms, "length(raw), board, created_at_ms, id")
+                yield from (row[0] for row in rows)
+                if len(rows) < _ROWS_CHUNK:
+                    break
+                after = (rows[-1][1], rows[-1][2], rows[-1][3])
+
+    @staticmethod
+    def _board_scopes(boards: Collection[str] | None) -> list[tuple[str | None, None]]:
+        if boards is None:
+            return [(None, None)]
+        return [(b, None) for b in sorted(set(boards), key=lambda b: b.encode("utf-8"))]
+
+    @guarded
+    def _rows_page(self, board: str | None, after: tuple[Any, ...] | None, since_ms: int | None,
+                   columns: str) -> list[tuple[Any, ...]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if board is not None:
+            where.append("board = ?")
+            params.append(board)
+        if since_ms is not None:
+            where.append("created_at_ms >= ?")
+            params.append(since_ms)
+        if after is not None:
+            where.append("(board, created_at_ms, id) > (?, ?, ?)")
+            params.extend(after)
+        sql = f"SELECT {columns} FROM posts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY board, created_at_ms, id LIMIT ?"
+        params.append(_ROWS_CHUNK)
+        return self._conn.execute(sql, params).fetchall()
+
+    @guarded
+    def watermark(self) -> tuple[int, int]:
+        """The ``(post_seq, tomb_seq)`` to pass to :meth:`changes_since` to see only later changes."""
+        return self._watermark()
+
+    def _watermark(self) -> tuple[int, int]:
+        # The highest seq ever given out, even if that row has been deleted since.
+        seqs = dict(self._conn.execute("SELECT name, seq FROM sqlite_sequence"))
+        return seqs.get("posts", 0), seqs.get("tombstones", 0)
+
+    @guarded
+    def changes_since(self, post_seq: int, tomb_seq: int, *, limit: int = 10_000) -> Changes:
+        """Posts stored and keys removed after the given sequence numbers.
+
+        Lets a running node pick up what another process wrote to the same file.  Apply
+        ``added`` before ``removed_keys``: a removed id never comes back, so that order is
+        always right.  ``removed_keys`` may name keys that were never added (a post refused
+        because its retraction came first).  Pass the returned ``post_seq`` and ``tomb_seq`` to
+        the next call; if ``complete`` is False, call again at once.  A complete answer
+        returns the current :meth:`watermark`, so ``changes_since(2**62, 2**62)`` is another
+        way to read it.
+        """
+        limit = check_limit(limit)
+        with self._snapshot() as conn:
+            added = [
+                PostRow(*row)
+                for row in conn.execute(
+                    f"SELECT {POST_COLUMNS} FROM posts WHERE seq > ? ORDER BY seq LIMIT ?", (post_seq, limit)
+                )
+            ]
+            tombs = conn.execute(
+                "SELECT seq, board, created_at_ms, id FROM tombstones WHERE seq > ? ORDER BY seq LIMIT ?",
+                (tomb_seq, limit),
+            ).fetchall()
+            top_post, top_tomb = self._watermark()
+        # Seqs are never reused (AUTOINCREMENT) and a commit is all-or-nothing, so once every
+        # row after the given seq has been returned, everything up to the watermark has been.
+        posts_done, tombs_done = len(added) < limit, len(tombs) < limit
+        removed = [post_key(board, created, pid) for _, board, created, pid in tombs if board is not None]
+        return Changes(
+            added=added,
+            removed_keys=removed,
+            post_seq=top_post if posts_done else added[-1].seq,
+            tomb_seq=top_tomb if tombs_done else tombs[-1][0],
+            complete=posts_done and tombs_done,
+        )
+
+    @guarded
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the file (cheap to poll)."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
