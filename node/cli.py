@@ -9,101 +9,42 @@ listing commands take ``--json``.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dazibao.protocol import identity, posts
-from dazibao.protocol.errors import DazibaoError, RemoteProtocolError
+from dazibao.protocol.errors import DazibaoError, RemoteProtocolError, ValidationError
 
 from . import __version__
-from .config import ConfigError, Config, DataDir, default_data_dir, load_config, normalize_peer_url
-from .keys import KeyStore, KeyStoreError
+from .authoring import AuthoringError, StoreAuthor, check_reply_target
+from .cli_common import (
+    MIN_PASSPHRASE_CHARS,
+    Context,
+    UserError,
+    pass_ctx,
+    passphrase_option,
+    read_passphrase,
+)
+from .cli_common import emit_json as _emit_json
+from .cli_common import fail as _fail
+from .cli_common import new_passphrase as _new_passphrase
+from .cli_common import when as _when
+from .cli_mirror import MIRROR_COMMANDS
+from .config import Config, ConfigError, DataDir, default_data_dir, normalize_peer_url
+from .keys import KeyStoreError
 from .store import Store, StoreError
 
-MIN_PASSPHRASE_CHARS = 8
+if TYPE_CHECKING:
+    from .sync import SyncReport
 
-
-class UserError(click.ClickException):
-    """One clear line on stderr, exit status 1."""
-
-    def show(self, file=None) -> None:  # noqa: D102 - click's hook
-        click.echo(f"dazibao: error: {self.message}", err=True)
-
-
-def _fail(message: str) -> UserError:
-    return UserError(message)
-
-
-class Context:
-    def __init__(self, data_dir: Path) -> None:
-        self.data = DataDir(data_dir)
-
-    def config(self, **overrides) -> Config:
-        try:
-            return load_config(self.data, overrides)
-        except ConfigError as exc:
-            raise _fail(str(exc)) from None
-
-    def require_init(self) -> None:
-        if not self.data.exists():
-            raise _fail(f"no dazibao data folder at {self.data.root}: run `dazibao init` first")
-
-    def store(self) -> Store:
-        self.require_init()
-        try:
-            return Store(str(self.data.database), max_bytes=self.config().max_store_bytes)
-        except StoreError as exc:
-            raise _fail(str(exc)) from None
-
-    def keys(self) -> KeyStore:
-        return KeyStore(self.data.keys)
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-def read_passphrase(passphrase_file: str | None, *, confirm: bool) -> str:
-    """DAZIBAO_PASSPHRASE, else --passphrase-file, else a hidden prompt on a terminal."""
-    env = os.environ.get("DAZIBAO_PASSPHRASE")
-    if env:
-        return env
-    if passphrase_file:
-        try:
-            text = Path(passphrase_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(f"cannot read passphrase file: {exc.strerror or exc}") from None
-        return text.rstrip("\r\n")
-    if not sys.stdin.isatty():
-        raise _fail("a passphrase is needed: set DAZIBAO_PASSPHRASE or use --passphrase-file")
-    return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
-
-
-def _new_passphrase(passphrase_file: str | None) -> str:
-    secret = read_passphrase(passphrase_file, confirm=True)
-    if len(secret) < MIN_PASSPHRASE_CHARS:
-        raise _fail(f"the passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")
-    return secret
-
-
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _emit_json(value) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
-
-
-passphrase_option = click.option(
-    "--passphrase-file", type=click.Path(dir_okay=False), default=None,
-    help="Read the passphrase from this file (first line) instead of prompting.",
-)
+# The helpers every command module shares live in node/cli_common.py; these names are kept
+# for the commands below.
+__all__ = ["cli", "main", "Context", "UserError", "MIN_PASSPHRASE_CHARS", "read_passphrase"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -261,6 +202,10 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
             if row is not None:
                 if board is not None and board != row.board:
                     raise _fail(f"the post replied to is on board {row.board!r}, not {board!r}")
+                try:
+                    check_reply_target(row)
+                except AuthoringError as exc:
+                    raise _fail(str(exc)) from None
                 board = row.board
         if board is None:
             raise _fail("--board is required" + (" (the post replied to is not known here)" if parent else ""))
@@ -275,16 +220,18 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
             _, key = keys.unlock(pseudonym.name, read_passphrase(passphrase_file, confirm=False))
         except KeyStoreError as exc:
             raise _fail(str(exc)) from None
-        new = posts.create_post(
-            key, kind=posts.KIND_REPLY if parent else posts.KIND_POST, board=board, body=text,
-            created_at_ms=int(time.time() * 1000), parent=parent,
-        )
-        result = store.ingest([new], source="local", now_ms=int(time.time() * 1000))
-        if result.rejected:
-            raise _fail(f"not stored: {result.rejected[0][1]}")
+        # The same path as the web UI's: on a board where this pseudonym has published no
+        # profile yet, its name goes first, so that readers elsewhere see it.
+        try:
+            draft = StoreAuthor(store).post(key, pseudonym.name, board=board, body=text,
+                                            now_ms=int(time.time() * 1000), parent=parent)
+        except (AuthoringError, StoreError) as exc:
+            raise _fail(str(exc)) from None
+        except ValidationError as exc:
+            raise _fail(exc.message) from None
     finally:
         store.close()
-    click.echo(new.id.hex())
+    click.echo(draft.post.id.hex())
 
 
 @cli.command()
@@ -312,12 +259,10 @@ def retract(ctx: Context, post_id: str, passphrase_file: str | None) -> None:
             _, key = ctx.keys().unlock(mine[0].name, read_passphrase(passphrase_file, confirm=False))
         except KeyStoreError as exc:
             raise _fail(str(exc)) from None
-        now_ms = int(time.time() * 1000)
-        retraction = posts.create_post(key, kind=posts.KIND_RETRACT, board=row.board, body="",
-                                       created_at_ms=max(now_ms, row.created_at_ms), parent=target_id)
-        result = store.ingest([retraction], source="local", now_ms=now_ms)
-        if result.rejected:
-            raise _fail(f"not stored: {result.rejected[0][1]}")
+        try:
+            retraction = StoreAuthor(store).retract(key, row, now_ms=int(time.time() * 1000))
+        except (AuthoringError, StoreError) as exc:
+            raise _fail(str(exc)) from None
     finally:
         store.close()
     click.echo(f"retracted {post_id} ({retraction.id.hex()})")
@@ -424,7 +369,7 @@ def status(ctx: Context, as_json: bool) -> None:
         store.close()
     node = ctx.data.running_node()
     now_ms = int(time.time() * 1000)
-    peers_out = [
+    peers_out: list[dict[str, Any]] = [
         {"url": r.url, "source": r.source, "healthy": r.failures == 0 and r.last_ok_at_ms is not None,
          "failures": r.failures, "last_ok_at_ms": r.last_ok_at_ms, "last_error": r.last_error,
          "retry_in_s": max(0, (r.next_try_at_ms - now_ms) // 1000),
@@ -454,6 +399,28 @@ def status(ctx: Context, as_json: bool) -> None:
                                            if p["failures"] else "not yet synced")
         click.echo(f"  {p['url']}  [{p['source']}]  last sync {ok}  received {p['posts_received']}"
                    f"  rejected {p['posts_rejected']}  {state}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--full", is_flag=True, help="Run SQLite's full integrity check (slower) instead of the quick one.")
+@pass_ctx
+def doctor(ctx: Context, as_json: bool, full: bool) -> None:
+    """Check the store without changing it; exit status 1 if any problem is found.
+
+    Integrity, row counts, the search index, the expected indexes, the sizes of the database
+    and its write-ahead log against their bounds, the schema version and the free disk.
+    """
+    from .doctor import examine
+
+    ctx.require_init()
+    report = examine(ctx.data.database, max_bytes=ctx.config().max_store_bytes, full=full)
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        click.echo(report.text())
+    if not report.healthy:
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -492,7 +459,7 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
         click.echo(f"  ignored {report.bad_boards} invalid board names in the peer's /v1/info")
 
 
-async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, show_progress: bool):
+async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, show_progress: bool) -> SyncReport:
     import random
 
     import aiohttp
@@ -504,7 +471,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
     from .sync import PeerClient, PeerError, sync_with
 
     core = NodeCore(data, config)
-    bars: dict[str, tqdm] = {}
+    bars: dict[str, tqdm[Any]] = {}
 
     def progress(phase: str, done: int, total: int) -> None:
         if not show_progress or not sys.stderr.isatty():
@@ -539,8 +506,8 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
-from .cli_mirror import register as _register_mirror  # noqa: E402 - after every helper it uses
-_register_mirror(cli)
+for _command in MIRROR_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

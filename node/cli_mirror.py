@@ -1,10 +1,9 @@
 """The mirror operator's commands: `dazibao export`, `dazibao import`, `dazibao publish`.
 
-Registered on the main command group by :func:`register` (called at the end of node/cli.py).
-They follow node/cli.py's conventions: ``--data-dir``, one-line errors (``dazibao: error: ...``,
-exit status 1), ``--json`` summaries on stdout, progress bars on stderr only on a terminal.
-Helpers of node/cli.py are imported when a command runs, not when this module loads, so that
-either module can be imported first.
+node/cli.py adds :data:`MIRROR_COMMANDS` to the main command group.  They follow the
+conventions of every command (node/cli_common.py, whose helpers they use): ``--data-dir``,
+one-line errors (``dazibao: error: ...``, exit status 1), ``--json`` summaries on stdout,
+progress bars on stderr only on a terminal.
 """
 
 from __future__ import annotations
@@ -12,31 +11,39 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-__all__ = ["register", "export_cmd", "import_cmd", "publish_cmd"]
+from .cli_common import Context
+from .cli_common import emit_json as _emit_json
+from .cli_common import fail as _fail
+from .config import Config, DataDir
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .bundles import ImportReport
+
+__all__ = ["MIRROR_COMMANDS", "export_cmd", "import_cmd", "publish_cmd"]
 
 _MAX_PROBLEM_LINES = 50
 
 
-def _fail(message: str) -> click.ClickException:
-    from .cli import UserError
-
-    return UserError(message)
-
-
-def _emit_json(value) -> None:
-    from .cli import _emit_json as emit
-
-    emit(value)
-
-
-def _bar(show: bool, **kwargs):
+def _bar(show: bool, **kwargs: Any) -> tqdm[Any]:
     from tqdm import tqdm
 
     return tqdm(file=sys.stderr, disable=not show, leave=False, **kwargs)
+
+
+def _advance(bar: tqdm[Any]) -> Callable[[int], None]:
+    """A progress callback that moves ``bar`` on by the amount done."""
+    def advance(done: int) -> None:
+        bar.update(done)
+
+    return advance
 
 
 def _show_progress(as_json: bool) -> bool:
@@ -64,7 +71,7 @@ def _now_ms() -> int:
               help="The bundle file to write (with --split-bytes: FILE's name with .partNN-of-MM added).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
-def export_cmd(ctx, boards: tuple[str, ...], since: str | None, split_bytes: str | None, output: Path,
+def export_cmd(ctx: Context, boards: tuple[str, ...], since: str | None, split_bytes: str | None, output: Path,
                as_json: bool) -> None:
     """Write posts to a bundle file, to carry where the network does not reach.
 
@@ -114,7 +121,7 @@ def export_cmd(ctx, boards: tuple[str, ...], since: str | None, split_bytes: str
                 raise _fail(f"--split-bytes must be at least {least} bytes, so that the largest post fits in a part")
         with _bar(_show_progress(as_json), unit="post", desc="export") as bar:
             report = export_bundle(store, output, boards=chosen, since_ms=since_ms, split_bytes=split,
-                                   now_ms=now_ms, progress=bar.update)
+                                   now_ms=now_ms, progress=_advance(bar))
     except (BundleFileError, StoreError) as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -137,7 +144,7 @@ def export_cmd(ctx, boards: tuple[str, ...], since: str | None, split_bytes: str
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.pass_obj
-def import_cmd(ctx, files: tuple[Path, ...], as_json: bool) -> None:
+def import_cmd(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
     """Check and store the posts of bundle files (the parts of a split bundle in any order).
 
     Every post is checked as if it came from a peer (form, rules, time, signature); only
@@ -170,7 +177,7 @@ def import_cmd(ctx, files: tuple[Path, ...], as_json: bool) -> None:
             pass
     try:
         with _bar(_show_progress(as_json), total=total, unit="B", unit_scale=True, desc="import") as bar:
-            report = asyncio.run(_import(ctx.data, config, list(files), bar.update))
+            report = asyncio.run(_import(ctx.data, config, list(files), _advance(bar)))
     except BundleFileError as exc:
         raise _fail(f"{exc} (nothing more was imported)") from None
     except StoreError as exc:
@@ -204,7 +211,7 @@ def import_cmd(ctx, files: tuple[Path, ...], as_json: bool) -> None:
                     f"every intact, valid post was imported ({report.added} new)")
 
 
-async def _import(data, config, files: list[Path], progress):
+async def _import(data: DataDir, config: Config, files: list[Path], progress: Callable[[int], None]) -> ImportReport:
     from .bundles import import_bundles
     from .service import NodeCore
 
@@ -226,7 +233,7 @@ async def _import(data, config, files: list[Path], progress):
               help="The folder to write: new, empty, or a previous `dazibao publish` output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
-def publish_cmd(ctx, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> None:
+def publish_cmd(ctx: Context, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> None:
     """Write a static, read-only HTML copy of boards, with their bundle beside it.
 
     The folder works from any static web host or straight from a disk: relative links, no
@@ -247,7 +254,7 @@ def publish_cmd(ctx, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> N
     store = ctx.store()
     try:
         with _bar(_show_progress(as_json), unit="page", desc="publish") as bar:
-            report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=bar.update)
+            report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=_advance(bar))
     except (PublishError, StoreError) as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -261,8 +268,5 @@ def publish_cmd(ctx, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> N
     click.echo(f"readers can check the copy with: dazibao import {report.out_dir / 'posts.dzb'}")
 
 
-def register(cli: click.Group) -> None:
-    """Add the mirror commands to the `dazibao` command group."""
-    cli.add_command(export_cmd)
-    cli.add_command(import_cmd)
-    cli.add_command(publish_cmd)
+#: The mirror operator's commands, in the order `dazibao --help` lists them.
+MIRROR_COMMANDS: tuple[click.Command, ...] = (export_cmd, import_cmd, publish_cmd)

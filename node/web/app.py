@@ -16,245 +16,55 @@ Every request first passes :func:`guard` (docs/web-ui.md, "Security model"):
 
 Every response, error pages and static files included, carries the security headers of
 :mod:`.security` (a strict Content-Security-Policy among them).
+
+This module builds the application and its routing table; the handlers are in
+node/web/pages/ (one module per page), and what they share with this module is in
+node/web/base.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any, Protocol
-from urllib.parse import quote
+from collections.abc import AsyncIterator, Callable
 
-import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..config import Config, parse_listen
 from ..keys import KeyStore
 from ..service import NodeCore
 from . import i18n, security
 from .authors import AuthorBook
-from .i18n import Msg, N_
+from .base import (
+    CSRF_FIELD,
+    MAX_FORM_BYTES,
+    STATE,
+    UI,
+    NodeInfo,
+    RequestState,
+    Templates,
+    WebUI,
+    ephemeral_session,
+    following_posts,
+    load_static,
+    security_headers,
+    serve_static,
+    session_cookie_name,
+)
+from .i18n import N_, Msg
 from .live import LiveFeed
-from .render import render_body
-from .sessions import Session, SessionStore
+from .pages import authors, boards, compose, language, pseudonyms, search, status, thread, updates
+from .sessions import SessionStore
 
-__all__ = ["UI", "WebUI", "NodeInfo", "make_ui_app", "MAX_FORM_BYTES", "CSRF_FIELD", "session_cookie_name"]
+__all__ = ["UI", "WebUI", "NodeInfo", "make_ui_app", "add_routes", "MAX_FORM_BYTES", "CSRF_FIELD",
+           "session_cookie_name"]
 
 log = logging.getLogger("dazibao.web")
 
-#: Largest form accepted: a body of max_body_bytes, percent-encoded, and the other fields.
-MAX_FORM_BYTES = 256 * 1024
-CSRF_FIELD = "csrf_token"
-LANG_COOKIE = "dazibao_lang"
 SWEEP_INTERVAL_S = 15.0
-_STATIC = {
-    "style.css": "text/css; charset=utf-8",
-    "live.js": "text/javascript; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
-}
-
-
-class NodeInfo(Protocol):
-    """What the status page shows of the running node (server.Node provides it)."""
-
-    gossip_url: str
-    ui_url: str
-
-
-def session_cookie_name(port: int) -> str:
-    # Browsers share cookies between all ports of 127.0.0.1, so each listener names its own.
-    return f"dazibao_session_{port}"
-
-
-@dataclass(slots=True)
-class StaticFile:
-    body: bytes
-    content_type: str
-    version: str
-
-
-class Templates:
-    """One Jinja2 environment per language, autoescaping everything."""
-
-    def __init__(self, translations: Mapping[str, Any]) -> None:
-        self.translations = dict(translations)
-        self.envs: dict[str, jinja2.Environment] = {}
-        for lang, tr in self.translations.items():
-            env = jinja2.Environment(
-                loader=jinja2.PackageLoader(__package__, "templates"),
-                autoescape=True,
-                undefined=jinja2.StrictUndefined,
-                extensions=["jinja2.ext.i18n"],
-                trim_blocks=True,
-                lstrip_blocks=True,
-            )
-            env.install_gettext_translations(tr, newstyle=True)
-            env.filters["t"] = _make_translate(tr)
-            env.filters["when"] = when
-            env.filters["iso"] = iso
-            env.filters["board_url"] = board_url
-            env.filters["body"] = render_body
-            env.filters["q"] = lambda value: quote(str(value), safe="")
-            env.tests["msg"] = lambda value: isinstance(value, Msg)
-            self.envs[lang] = env
-
-    def render(self, lang: str, name: str, context: Mapping[str, Any]) -> str:
-        return self.envs[lang].get_template(name).render(context)
-
-
-def _make_translate(tr) -> Callable[[Any], str]:
-    # Only messages of the UI are translated: a board name or a post title that happens to be
-    # the text of a message is shown as it is.
-    def translate(value: Any) -> str:
-        if isinstance(value, Msg):
-            return value.translate(tr)
-        return str(value)
-
-    return translate
-
-
-def when(ms: int) -> str:
-    """A post time as the member's machine shows it (its local time zone), to the minute."""
-    try:
-        return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-    except (OverflowError, OSError, ValueError):
-        return "?"
-
-
-def iso(ms: int) -> str:
-    try:
-        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return ""
-
-
-def board_url(board: str) -> str:
-    return "/b/" + quote(board, safe="")
-
-
-@dataclass(eq=False)
-class WebUI:
-    """Everything the UI's handlers share."""
-
-    core: NodeCore
-    keys: KeyStore | None  # None in the public view (node/web/public.py): no key is ever read
-    config: Config
-    node: NodeInfo | None
-    sessions: SessionStore
-    authors: AuthorBook
-    feed: LiveFeed
-    templates: Templates
-    static: dict[str, StaticFile]
-    listen_host: str
-    #: The read-only public view (node/web/public.py): its pages show no member-only link or
-    #: form, and it answers the ``public_view_hosts`` names.
-    public: bool = False
-    view_hosts: tuple[str, ...] = ()
-    #: Argon2id takes 64 MiB and a good part of a second per key file: at most two at once,
-    #: however many unlock forms arrive together.
-    kdf_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
-    _allowed: dict[int, frozenset[str]] = field(default_factory=dict)
-    _cross_site_pages: dict[str, bytes] = field(default_factory=dict)
-
-    def allowed_hosts(self, port: int) -> frozenset[str]:
-        if port not in self._allowed:
-            self._allowed[port] = (security.public_allowed_hosts(self.listen_host, port, self.view_hosts)
-                                   if self.public else security.allowed_hosts(self.listen_host, port))
-        return self._allowed[port]
-
-    def language(self, request: web.Request) -> str:
-        return i18n.negotiate(request.headers.get("Accept-Language"), request.cookies.get(LANG_COOKIE),
-                              self.config.ui_language)
-
-    def page(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
-        """Render template ``name`` as the response, in the request's language."""
-        st = state(request)
-        session, lang = st.session, st.lang
-        active = session.active_key()
-        base = {
-            "lang": lang,
-            "csrf_token": session.csrf,
-            "active": active.pseudonym if active else None,
-            "unlocked": [u.pseudonym for u in session.unlocked.values()],
-            "notices": session.take_notices() if st.persistent else [],
-            "errors": [],
-            "here": request.path_qs,
-            "nav": "",
-            "title": "",
-            "static": {name: f"/static/{name}?v={f.version}" for name, f in self.static.items()},
-            "live_url": "",
-            "live_cursor": st.live_cursor,
-            "public": self.public,
-        }
-        base.update(context)
-        text = self.templates.render(lang, name, base)
-        return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
-
-    def cross_site_page(self, lang: str) -> web.Response:
-        """The page a link from another site gets: the same bytes whatever the link's address.
-
-        It names nothing of the node (no post, no board, no count, no live cursor), and its
-        "continue" link (``href=""``, the page's own address) makes the member's next request
-        a same-origin one.
-        """
-        if lang not in self._cross_site_pages:
-            text = self.templates.render(lang, "cross_site.html", {
-                "lang": lang,
-                "static": {name: f"/static/{name}?v={f.version}" for name, f in self.static.items()},
-            })
-            self._cross_site_pages[lang] = text.encode("utf-8")
-        return web.Response(body=self._cross_site_pages[lang], content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
-
-    def error_page(self, request: web.Request, status: int, message: Msg, title: Msg | None = None) -> web.Response:
-        return self.page(request, "error.html", status=status, errors=[message],
-                         title=title or Msg(N_("Something went wrong")))
-
-
-UI = web.AppKey("ui", WebUI)
-
-
-def _load_static() -> dict[str, StaticFile]:
-    root = resources.files(__package__) / "static"
-    out = {}
-    for name, content_type in _STATIC.items():
-        body = (root / name).read_bytes()
-        out[name] = StaticFile(body, content_type, hashlib.sha256(body).hexdigest()[:12])
-    return out
-
-
-@dataclass(slots=True)
-class RequestState:
-    """What the guard found out about a request, for the handlers."""
-
-    lang: str
-    session: Session
-    live_cursor: str
-    persistent: bool = False  # the session is a stored one (not a page opened from elsewhere)
-    form: Any = None  # the checked form of a POST
-
-
-# A typed request key (aiohttp >= 3.14); a plain string key before that.
-STATE: Any = web.RequestKey("dazibao_ui", RequestState) if hasattr(web, "RequestKey") else "dazibao_ui"
-
-
-def state(request: web.Request) -> RequestState:
-    return request[STATE]
-
-
-def _ephemeral_session() -> Session:
-    # For a page opened from another site: the session cookie is SameSite=Strict, so the
-    # browser did not send it.  The page is shown without starting a new session (which would
-    # replace the member's own); its forms carry no usable token.
-    return Session(id="", csrf="", last_active_s=0.0)
 
 
 async def _refuse(request: web.Request, ui: WebUI, status: int, message: Msg) -> web.Response:
@@ -263,7 +73,7 @@ async def _refuse(request: web.Request, ui: WebUI, status: int, message: Msg) ->
 
 
 @web.middleware
-async def guard(request: web.Request, handler) -> web.StreamResponse:
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     ui = request.app[UI]
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname or not security.host_allowed(request.headers.get("Host"), ui.allowed_hosts(sockname[1])):
@@ -280,7 +90,7 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     port = sockname[1]
     # The live cursor is taken before a handler reads the store, so that live updates miss
     # nothing in between.
-    st = request[STATE] = RequestState(ui.language(request), _ephemeral_session(), ui.feed.cursor)
+    st = request[STATE] = RequestState(ui.language(request), ephemeral_session(), ui.feed.cursor)
     if request.path.startswith(("/static/", "/api/")):
         if request.method not in ("GET", "HEAD"):
             return ui.error_page(request, 405, Msg(N_("This address cannot be used that way.")))
@@ -320,7 +130,7 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
                 session = ui.sessions.create()
                 new_session = True
             else:
-                session = _ephemeral_session()
+                session = ephemeral_session()
     else:
         return ui.error_page(request, 405, Msg(N_("This address cannot be used that way.")))
 
@@ -344,21 +154,6 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     return response
 
 
-async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    for name, value in security.SECURITY_HEADERS.items():
-        response.headers[name] = value
-
-
-async def _static(request: web.Request) -> web.Response:
-    ui = request.app[UI]
-    item = ui.static.get(request.match_info["name"])
-    if item is None:
-        raise web.HTTPNotFound()
-    return web.Response(body=item.body, content_type=item.content_type.split(";")[0],
-                        charset="utf-8" if "charset" in item.content_type else None,
-                        headers={"Cache-Control": "max-age=86400"})
-
-
 def make_ui_app(core: NodeCore, keys: KeyStore, config: Config, *, node: NodeInfo | None = None,
                 clock: Callable[[], float] = time.monotonic) -> web.Application:
     """The member UI as an aiohttp application, for the ``ui_listen`` listener only.
@@ -366,8 +161,6 @@ def make_ui_app(core: NodeCore, keys: KeyStore, config: Config, *, node: NodeInf
     ``core`` must be open before the application starts; ``node`` (optional) names the
     node's listeners on the status page.
     """
-    from . import views  # the handlers import this module's helpers
-
     app = web.Application(middlewares=[guard], client_max_size=MAX_FORM_BYTES)
     host, _ = parse_listen(config.ui_listen, "ui_listen")
     app[UI] = WebUI(
@@ -379,28 +172,44 @@ def make_ui_app(core: NodeCore, keys: KeyStore, config: Config, *, node: NodeInf
         authors=AuthorBook(core.db),
         feed=LiveFeed(),
         templates=Templates(i18n.load_translations()),
-        static=_load_static(),
+        static=load_static(),
         listen_host=host,
     )
-    app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_lifecycle)
-    app.router.add_get("/static/{name}", _static)
-    views.add_routes(app.router)
+    app.router.add_get("/static/{name}", serve_static)
+    add_routes(app.router)
     return app
 
 
-@contextlib.asynccontextmanager
-async def following_posts(ui: WebUI) -> AsyncIterator[None]:
-    """Keep the author names and the live feed current with the node's new posts."""
-    await ui.authors.load()
-    callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts]
-    ui.core.on_new_posts.extend(callbacks)
-    try:
-        yield
-    finally:
-        for callback in callbacks:
-            with contextlib.suppress(ValueError):
-                ui.core.on_new_posts.remove(callback)
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Every address of the member UI (the public view routes only the reading ones)."""
+    get, post = router.add_get, router.add_post
+    get("/", boards.index)
+    get("/b", boards.open_board)
+    get("/b/{board:[^/]+}", boards.board_page)  # braces too: aiohttp's default pattern refuses them
+    post("/boards/follow", boards.follow)
+    post("/boards/unfollow", boards.unfollow)
+    post("/boards/all", boards.carry_all)
+    get("/p/{post_id}", thread.thread_page)
+    get("/p/{post_id}/retract", compose.retract_page)
+    post("/p/{post_id}/retract", compose.retract)
+    get("/compose", compose.compose_page)
+    post("/compose", compose.compose)
+    get("/search", search.search_page)
+    get("/ids", pseudonyms.ids_index)
+    post("/ids/new", pseudonyms.id_new)
+    post("/ids/unlock", pseudonyms.id_unlock)
+    post("/ids/lock", pseudonyms.id_lock)
+    post("/ids/use", pseudonyms.id_use)
+    post("/ids/export", pseudonyms.id_export)
+    get("/a/{author}", authors.author_page)
+    post("/authors/hide", authors.hide_author)
+    post("/authors/unhide", authors.unhide_author)
+    get("/hidden", authors.hidden_page)
+    get("/status", status.status_page)
+    post("/lang", language.set_language)
+    get("/api/updates", updates.updates)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -420,8 +229,3 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             ui.sessions.lock_all()
-
-
-def redirect(location: str) -> web.Response:
-    """303 See Other: after a form, the browser goes to ``location`` with a GET."""
-    return web.Response(status=303, headers={"Location": location})

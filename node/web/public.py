@@ -1,7 +1,7 @@
 """The read-only public web view a mirror may serve on a listener of its own (docs/mirror.md,
 "A live read-only view").
 
-It is the member UI's own pages, templates and rendering (:mod:`.app`, :mod:`.views`) with
+It is the member UI's own pages, templates and rendering (node/web/pages/, :mod:`.base`) with
 only the reading routes: the boards, a board, a thread, search, an author, the live-update
 feed and the static files.  Nothing else is routed, so composing, retracting, hiding,
 following, the pseudonym and key pages, the status page and the language form do not exist
@@ -26,15 +26,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..config import Config, ConfigError, parse_listen
 from ..service import NodeCore
 from . import i18n, security
-from .app import (UI, RequestState, STATE, Templates, WebUI, _ephemeral_session, _load_static, _security_headers,
-                  _static, following_posts)
 from .authors import AuthorBook
-from .i18n import Msg, N_
+from .base import (
+    STATE,
+    UI,
+    RequestState,
+    Templates,
+    WebUI,
+    ephemeral_session,
+    following_posts,
+    load_static,
+    security_headers,
+    serve_static,
+)
+from .i18n import N_, Msg
 from .live import LiveFeed
+from .pages import authors, boards, search, thread, updates
 from .sessions import SessionStore
 
 __all__ = ["make_public_app", "PublicAuthorBook"]
@@ -59,12 +71,12 @@ _ERRORS = {
 
 
 @web.middleware
-async def public_guard(request: web.Request, handler) -> web.StreamResponse:
+async def public_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     ui = request.app[UI]
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname or not security.host_allowed(request.headers.get("Host"), ui.allowed_hosts(sockname[1])):
         return web.Response(status=421, text="421 Misdirected Request: unknown Host.\n")
-    request[STATE] = RequestState(ui.language(request), _ephemeral_session(), ui.feed.cursor)
+    request[STATE] = RequestState(ui.language(request), ephemeral_session(), ui.feed.cursor)
     if request.method not in ("GET", "HEAD"):
         response = ui.error_page(request, 405, _ERRORS[405])
         response.headers["Allow"] = "GET, HEAD"
@@ -74,7 +86,8 @@ async def public_guard(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return ui.error_page(request, exc.status, _ERRORS.get(exc.status, Msg(N_("This request could not be handled."))))
+        message = _ERRORS.get(exc.status, Msg(N_("This request could not be handled.")))
+        return ui.error_page(request, exc.status, message)
 
 
 def make_public_app(core: NodeCore, config: Config) -> web.Application:
@@ -82,8 +95,6 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
 
     ``core`` must be open before the application starts.
     """
-    from . import views
-
     if not config.public_view_listen:
         raise ConfigError("public_view_listen is not set")
     host, _ = parse_listen(config.public_view_listen, "public_view_listen")
@@ -97,21 +108,21 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
         authors=PublicAuthorBook(core.db),
         feed=LiveFeed(),
         templates=Templates(i18n.load_translations()),
-        static=_load_static(),
+        static=load_static(),
         listen_host=host,
         public=True,
         view_hosts=tuple(config.public_view_hosts),
     )
-    app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_lifecycle)
     add = app.router.add_get  # add_get answers HEAD too
-    add("/static/{name}", _static)
-    add("/", views.index)
-    add("/b/{board:[^/]+}", views.board_page)
-    add("/p/{post_id}", views.thread_page)
-    add("/search", views.search_page)
-    add("/a/{author}", views.author_page)
-    add("/api/updates", views.updates)
+    add("/static/{name}", serve_static)
+    add("/", boards.index)
+    add("/b/{board:[^/]+}", boards.board_page)
+    add("/p/{post_id}", thread.thread_page)
+    add("/search", search.search_page)
+    add("/a/{author}", authors.author_page)
+    add("/api/updates", updates.updates)
     return app
 
 

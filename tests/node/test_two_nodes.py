@@ -26,8 +26,10 @@ def test_posts_cross_both_ways_and_survive_restart(tmp_path):
         pid_b = dazibao(b, "post", "--board", "labor", "we meet at noon").stdout.strip()
         out = dazibao(a, "sync", node_b.url, "--json")
         report = json.loads(out.stdout)
-        assert report["received"] == 1 and report["sent"] == 1
-        assert post_ids(a) == post_ids(b) == sorted([pid_a, pid_b])
+        # Each author's first post on the board went with its profile (the name readers see).
+        assert report["received"] == 2 and report["sent"] == 2
+        assert post_ids(a) == post_ids(b)
+        assert sorted(p["id"] for p in posts_json(b) if p["kind"] == "post") == sorted([pid_a, pid_b])
         # CJK text crosses the wire and SQLite exactly.
         bodies = {p["id"]: p["body"] for p in posts_json(b)}
         assert bodies[pid_a] == "996 is illegal: 工作时间太长"
@@ -38,7 +40,7 @@ def test_posts_cross_both_ways_and_survive_restart(tmp_path):
         node_b.stop()
         node_b.start()
         assert post_ids(b) == before
-        assert node_b.info()["posts"] == 2
+        assert node_b.info()["posts"] == 4
 
 
 def test_retraction_propagates_and_cannot_come_back(tmp_path):
@@ -79,7 +81,7 @@ def test_restarted_node_database_is_intact(tmp_path):
             dazibao(a, "post", "--board", "b", f"post {i}")
     with sqlite3.connect(a / "dazibao.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert len(post_ids(a)) == 5
+    assert len(post_ids(a)) == 5 + 1  # and the profile that went with the first
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -235,9 +235,9 @@ async def _walk(h, url: str, pattern: re.Pattern, ids) -> tuple[list, int]:
 
 
 async def test_thread_pages_walk_both_ways_and_only_the_last_one_goes_live(harness, monkeypatch):
-    from dazibao.node.web import views
+    from dazibao.node.web.pages import thread
 
-    monkeypatch.setattr(views, "REPLIES_PAGE_SIZE", 7)
+    monkeypatch.setattr(thread, "REPLIES_PAGE_SIZE", 7)
     root, replies = _thread(30)
     await _seed(harness, [root, *replies])
     everything = [r.id for r in sorted(replies, key=lambda r: (r.created_at_ms, r.id))]
@@ -261,9 +261,9 @@ async def test_a_short_thread_has_no_pager(harness):
 
 
 async def test_reply_to_a_long_thread_lands_on_its_last_page(harness, monkeypatch):
-    from dazibao.node.web import views
+    from dazibao.node.web.pages import thread
 
-    monkeypatch.setattr(views, "REPLIES_PAGE_SIZE", 5)
+    monkeypatch.setattr(thread, "REPLIES_PAGE_SIZE", 5)
     root, replies = _thread(12)
     await _seed(harness, [root, *replies])
     resp = await harness.post("/ids/new", {"name": "alice", "passphrase": "correct horse battery staple",
@@ -300,9 +300,9 @@ async def test_bad_boards_positions_are_refused(harness, query):
 
 
 async def test_boards_pages_include_followed_boards_without_posts(harness, monkeypatch):
-    from dazibao.node.web import views
+    from dazibao.node.web.pages import boards
 
-    monkeypatch.setattr(views, "BOARDS_PAGE_SIZE", 3)
+    monkeypatch.setattr(boards, "BOARDS_PAGE_SIZE", 3)
     names = [f"b{i:02d}" for i in range(10)]
     await _seed(harness, [posts.create_post(key(2), kind="post", board=b, body="x", created_at_ms=T0_MS + i)
                           for i, b in enumerate(names)])
@@ -343,9 +343,9 @@ async def test_search_reads_only_its_page(harness, monkeypatch):
 
 
 async def test_hidden_authors_are_paged(harness, monkeypatch):
-    from dazibao.node.web import views
+    from dazibao.node.web.pages import authors
 
-    monkeypatch.setattr(views, "HIDDEN_PAGE_SIZE", 2)
+    monkeypatch.setattr(authors, "HIDDEN_PAGE_SIZE", 2)
     for n in range(2, 7):
         assert (await harness.post("/authors/hide", {"author": key(n).public_key.hex()})).status == 303
     shown = []

@@ -1,0 +1,263 @@
+"""How a member's pseudonym writes: the one path by which both the command line and the web UI
+sign, store and announce posts, replies and retractions.
+
+Writing has two halves.  The first is pure: :func:`compose_post` and
+:func:`compose_retraction` sign what is to be stored, from a key, the member's input and a
+time given to them, and apply the rules every front end shares:
+
+- the profile rule: a pseudonym's first post on a board is preceded by a signed ``profile``
+  post carrying its name (docs/protocol.md, "Posts"), so that readers on every node see the
+  name and not only the fingerprint;
+- only posts and replies can be replied to;
+- only posts, replies and profiles can be retracted, and only by their author; a retraction
+  is never dated before the post it retracts.
+
+The second half stores what was composed, through one of two thin adapters:
+
+- :class:`StoreAuthor`, for the command line: it writes to the store directly.  A node running
+  on the same data folder picks the new posts up (``NodeCore.poll_changes``) and announces them
+  to its peers, so the command needs no running node.
+- :class:`CoreAuthor`, for the web UI: it goes through ``NodeCore.ingest_checked``, which
+  updates the reconciliation index and tells the node's listeners (the push to peers, the
+  author names, the live feed) at once.
+
+Both raise :class:`NotStoredError` when the store refuses the new post, and let
+``StorageFullError`` through (nothing was stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dazibao.protocol import posts
+from dazibao.protocol.identity import SigningKey
+from dazibao.protocol.posts import KIND_POST, KIND_PROFILE, KIND_REPLY, KIND_RETRACT, Post
+
+from .service import NodeCore
+from .store import Store
+
+__all__ = [
+    "REPLYABLE_KINDS", "RETRACTABLE_KINDS", "PROFILE_SCAN_ROWS", "Target", "Draft", "AuthoringError",
+    "NotReplyableError", "NotRetractableError", "NotStoredError", "check_reply_target", "check_retractable",
+    "compose_profile", "compose_post", "compose_retraction", "has_profile_on", "StoreAuthor", "CoreAuthor",
+]
+
+#: The kinds a reply may answer.
+REPLYABLE_KINDS = (KIND_POST, KIND_REPLY)
+#: The kinds a retraction may remove (a retraction itself cannot be taken back).
+RETRACTABLE_KINDS = (KIND_POST, KIND_REPLY, KIND_PROFILE)
+#: How many of a board's profile posts the command line reads, newest first, to find out whether
+#: a pseudonym already published its name there.  Past this many it publishes the name again:
+#: a repeated profile is harmless, while an unbounded scan would let anyone who floods a board
+#: with profiles slow down every `dazibao post` on it.
+PROFILE_SCAN_ROWS = 10_000
+_SCAN_PAGE = 500
+
+
+class Target(Protocol):
+    """A stored post that is replied to or retracted (``store.PostRow`` and ``posts.Post`` are)."""
+
+    @property
+    def id(self) -> bytes: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def board(self) -> str: ...
+    @property
+    def author(self) -> bytes: ...
+    @property
+    def created_at_ms(self) -> int: ...
+
+
+class AuthoringError(Exception):
+    """A post, reply or retraction that cannot be made; the message says why, in one line."""
+
+
+class NotReplyableError(AuthoringError):
+    """The post replied to is not a post or a reply."""
+
+
+class NotRetractableError(AuthoringError):
+    """The post cannot be retracted: of a kind that cannot, or by another author."""
+
+
+class NotStoredError(AuthoringError):
+    """The store refused the new post; ``code`` is its rejection code (node/store.py)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"not stored: {code}")
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A signed post ready to be stored, with the profile that must precede it, if any."""
+
+    post: Post
+    profile: Post | None = None
+
+    @property
+    def batch(self) -> list[Post]:
+        """What to store, in order, in one batch: the profile (if any), then the post."""
+        return [self.profile, self.post] if self.profile is not None else [self.post]
+
+
+# --- the pure half ----------------------------------------------------------------------------
+
+
+def check_reply_target(target: Target) -> None:
+    """Raises NotReplyableError unless ``target`` is a post or a reply."""
+    if target.kind not in REPLYABLE_KINDS:
+        raise NotReplyableError("only posts and replies can be replied to")
+
+
+def check_retractable(target: Target, author: bytes) -> None:
+    """Raises NotRetractableError unless ``author`` may retract ``target``."""
+    if target.kind not in RETRACTABLE_KINDS:
+        raise NotRetractableError("only posts, replies and profiles can be retracted")
+    if target.author != author:
+        raise NotRetractableError("only the pseudonym that wrote a post can retract it")
+
+
+def compose_profile(key: SigningKey, name: str, *, board: str, now_ms: int) -> Post:
+    """Sign a profile post: the pseudonym holding ``key`` is called ``name`` on ``board``.
+
+    Raises BoardError or BodyError for a board or a name no node would accept.
+    """
+    return posts.create_post(key, kind=KIND_PROFILE, board=board, body=name, created_at_ms=now_ms)
+
+
+def compose_post(key: SigningKey, name: str, *, board: str, body: str, now_ms: int, parent: bytes | None = None,
+                 has_profile: bool) -> Draft:
+    """Sign a post (a reply when ``parent`` is given) by the pseudonym ``name`` holding ``key``.
+
+    Unless ``has_profile`` says the pseudonym already published a profile on ``board``, the
+    draft carries one with ``name``, dated as the post.  Raises what ``posts.create_post``
+    raises for a board, a body or a name no node would accept (BoardError, BodyError, ...).
+    """
+    profile = None
+    if not has_profile:
+        profile = compose_profile(key, name, board=board, now_ms=now_ms)
+    post = posts.create_post(key, kind=KIND_REPLY if parent is not None else KIND_POST, board=board, body=body,
+                             created_at_ms=now_ms, parent=parent)
+    return Draft(post, profile)
+
+
+def compose_retraction(key: SigningKey, target: Target, *, now_ms: int) -> Post:
+    """Sign the retraction of ``target``, dated no earlier than ``target`` itself.
+
+    Raises NotRetractableError when ``key`` may not retract ``target``.
+    """
+    check_retractable(target, key.public_key)
+    return posts.create_post(key, kind=KIND_RETRACT, board=target.board, body="",
+                             created_at_ms=max(now_ms, target.created_at_ms), parent=target.id)
+
+
+def _check_stored(new: Post, rejected: Sequence[tuple[bytes | None, str]]) -> Post:
+    """``new``, unless the store refused it (raises NotStoredError).
+
+    A duplicate is neither refused nor added: the very same signed post is stored already
+    (the same pseudonym sent the same text twice within a millisecond), which is success.
+    """
+    for pid, code in rejected:
+        if pid == new.id:
+            raise NotStoredError(code)
+    return new
+
+
+# --- the store's half -------------------------------------------------------------------------
+
+
+def has_profile_on(store: Store, author: bytes, board: str, *, scan: int = PROFILE_SCAN_ROWS) -> bool:
+    """Whether ``author`` has a profile post stored on ``board`` among its ``scan`` newest profiles."""
+    before = None
+    read = 0
+    while read < scan:
+        want = min(_SCAN_PAGE, scan - read)
+        page = store.list_posts(board, want, before, kinds=[KIND_PROFILE])
+        if any(row.author == author for row in page):
+            return True
+        if len(page) < want:
+            return False
+        read += len(page)
+        before = (page[-1].created_at_ms, page[-1].id)
+    return False
+
+
+class StoreAuthor:
+    """Writes straight to a store (the command line); a node on the same store announces it."""
+
+    def __init__(self, store: Store, *, source: str = "local") -> None:
+        self.store = store
+        self.source = source
+
+    def post(self, key: SigningKey, name: str, *, board: str, body: str, now_ms: int,
+             parent: bytes | None = None) -> Draft:
+        """Sign and store a post, and the pseudonym's profile on a board where it has none.
+
+        Raises NotStoredError, StorageFullError, or what :func:`compose_post` raises.
+        """
+        draft = compose_post(key, name, board=board, body=body, now_ms=now_ms, parent=parent,
+                             has_profile=has_profile_on(self.store, key.public_key, board))
+        result = self.store.ingest(draft.batch, source=self.source, now_ms=now_ms)
+        _check_stored(draft.post, result.rejected)
+        return draft
+
+    def retract(self, key: SigningKey, target: Target, *, now_ms: int) -> Post:
+        """Sign and store the retraction of ``target``.
+
+        Raises NotRetractableError, NotStoredError or StorageFullError.
+        """
+        retraction = compose_retraction(key, target, now_ms=now_ms)
+        result = self.store.ingest([retraction], source=self.source, now_ms=now_ms)
+        return _check_stored(retraction, result.rejected)
+
+
+class CoreAuthor:
+    """Writes through a running node's core (the web UI): indexed and announced at once.
+
+    ``has_profile`` answers the profile rule from memory when the caller keeps the authors'
+    profiles (the web UI's author book); without it, the store is asked on its own thread.
+    """
+
+    def __init__(self, core: NodeCore, *, has_profile: Callable[[bytes, str], bool] | None = None,
+                 source: str = "local") -> None:
+        self.core = core
+        self.has_profile = has_profile
+        self.source = source
+
+    async def _has_profile(self, author: bytes, board: str) -> bool:
+        if self.has_profile is not None:
+            return self.has_profile(author, board)
+        return await self.core.db.call(has_profile_on, author, board)
+
+    async def post(self, key: SigningKey, name: str, *, board: str, body: str, parent: bytes | None = None) -> Draft:
+        """Sign and store a post (see :meth:`StoreAuthor.post`), dated by the node's clock.
+
+        Raises NotStoredError, StorageFullError, or what :func:`compose_post` raises.
+        """
+        draft = compose_post(key, name, board=board, body=body, now_ms=self.core.now_ms(), parent=parent,
+                             has_profile=await self._has_profile(key.public_key, board))
+        report = await self.core.ingest_checked(draft.batch, self.source)
+        _check_stored(draft.post, report.rejected)
+        return draft
+
+    async def profile(self, key: SigningKey, name: str, *, board: str) -> Post:
+        """Sign and store a profile post naming the pseudonym on ``board``.
+
+        Raises NotStoredError, StorageFullError, or what :func:`compose_profile` raises.
+        """
+        profile = compose_profile(key, name, board=board, now_ms=self.core.now_ms())
+        report = await self.core.ingest_checked([profile], self.source)
+        return _check_stored(profile, report.rejected)
+
+    async def retract(self, key: SigningKey, target: Target) -> Post:
+        """Sign and store the retraction of ``target``, dated by the node's clock.
+
+        Raises NotRetractableError, NotStoredError or StorageFullError.
+        """
+        retraction = compose_retraction(key, target, now_ms=self.core.now_ms())
+        report = await self.core.ingest_checked([retraction], self.source)
+        return _check_stored(retraction, report.rejected)

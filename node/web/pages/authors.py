@@ -1,0 +1,91 @@
+"""An author's page (``/a/<key>``), hiding and showing authors, and the hidden-authors list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dazibao.protocol import identity, limits
+from dazibao.protocol.posts import KIND_POST, KIND_REPLY
+
+from ...store import PostRow, Store
+from ..base import UI, redirect, state
+from ..i18n import N_, Msg
+from .common import FormError, authors_of, field, invalid, next_location, page_number, parse_author_key
+
+__all__ = ["HIDDEN_PAGE_SIZE", "AUTHOR_NAMES_SHOWN", "AUTHOR_SCAN_ROWS", "AUTHOR_POSTS_SHOWN", "author_page",
+           "hide_author", "unhide_author", "hidden_page"]
+
+HIDDEN_PAGE_SIZE = limits.UI_HIDDEN_PAGE_AUTHORS
+AUTHOR_NAMES_SHOWN = limits.UI_AUTHOR_NAMES_SHOWN
+AUTHOR_SCAN_ROWS = 5_000
+AUTHOR_POSTS_SHOWN = 30
+
+
+def _recent_by_author(store: Store, author: bytes, scan: int, limit: int) -> tuple[list[PostRow], bool]:
+    # The store has no index by author (node/store.py explains why), so the newest rows are
+    # scanned, a bounded number of them.
+    found: list[PostRow] = []
+    before = None
+    scanned = 0
+    while scanned < scan and len(found) < limit:
+        page = store.list_posts(None, 500, before, kinds=[KIND_POST, KIND_REPLY])
+        scanned += len(page)
+        found.extend(r for r in page if r.author == author)
+        if len(page) < 500:
+            return found[:limit], True
+        before = (page[-1].created_at_ms, page[-1].id)
+    return found[:limit], False
+
+
+async def author_page(request: web.Request) -> web.Response:
+    ui = request.app[UI]
+    try:
+        key = parse_author_key(request.match_info["author"])
+    except FormError as exc:
+        return invalid(request, exc, 404)
+    authors = await authors_of(request)
+    view = authors.view(key)
+    rows, complete = ([], True) if view.hidden else await ui.core.db.call(
+        _recent_by_author, key, AUTHOR_SCAN_ROWS, AUTHOR_POSTS_SHOWN)
+    history = ui.authors.history(key)
+    return ui.page(request, "author.html", nav="", title=view.name or view.fingerprint, author=view,
+                   history=history[:AUTHOR_NAMES_SHOWN], older_names=max(0, len(history) - AUTHOR_NAMES_SHOWN),
+                   posts=[authors.post(r) for r in rows], complete=complete)
+
+
+async def hide_author(request: web.Request) -> web.Response:
+    return await _set_hidden(request, True)
+
+
+async def unhide_author(request: web.Request) -> web.Response:
+    return await _set_hidden(request, False)
+
+
+async def _set_hidden(request: web.Request, hidden: bool) -> web.Response:
+    ui = request.app[UI]
+    try:
+        key = parse_author_key(field(request, "author"))
+    except FormError as exc:
+        return invalid(request, exc)
+    await ui.authors.set_hidden(key, hidden)
+    name = ui.authors.name(key) or identity.fingerprint(key)
+    if hidden:
+        state(request).session.notify(Msg(N_("Posts by %(name)s are now hidden on this node."), {"name": name}))
+    else:
+        state(request).session.notify(Msg(N_("Posts by %(name)s are shown again."), {"name": name}))
+    return redirect(next_location(request, f"/a/{key.hex()}"))
+
+
+async def hidden_page(request: web.Request) -> web.Response:
+    ui = request.app[UI]
+    authors = await authors_of(request)
+    try:
+        page = page_number(request)
+    except FormError as exc:
+        return invalid(request, exc)
+    # The list is the member's own (one form per author), kept in memory; only a page of it
+    # is rendered.
+    hidden = sorted((authors.view(k) for k in ui.authors.hidden), key=lambda a: (a.name or "", a.fingerprint))
+    shown = hidden[(page - 1) * HIDDEN_PAGE_SIZE : page * HIDDEN_PAGE_SIZE]
+    return ui.page(request, "hidden.html", nav="hidden", title=Msg(N_("Hidden authors")), authors=shown,
+                   page=page, more=len(hidden) > page * HIDDEN_PAGE_SIZE)

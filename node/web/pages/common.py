@@ -1,0 +1,192 @@
+"""What the member UI's pages share: how they show posts and authors, and how they read
+and check what a request sends.
+
+GET handlers only read.  POST handlers run after the guard (node/web/app.py) checked the
+request, and validate every field before they write anything: bad input gets the page back
+with a translated message and status 400, and nothing is stored.  Keys come from the session
+(node/web/sessions.py); they never appear in a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dazibao.protocol import identity, limits, posts
+from dazibao.protocol.errors import BoardError, BodyError
+
+from ...keys import Pseudonym
+from ...store import PostRow, Store
+from ..authors import AuthorView
+from ..base import UI, WebUI, state
+from ..i18n import N_, Msg
+from ..render import title_of
+from ..security import safe_next
+from ..sessions import Session
+
+__all__ = [
+    "MAX_PAGE", "HEX_ID", "FormError", "PostView", "ThreadView", "Authors", "authors_of", "parse_post_id",
+    "parse_author_key", "parse_board", "parse_body", "parse_display_name", "page_number", "bad_position", "field",
+    "invalid", "next_location", "compose_form", "get_post", "not_here",
+]
+
+MAX_PAGE = 10_000
+HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FormError(Exception):
+    """A field of a form is not acceptable; ``msg`` says why, in the member's language."""
+
+    def __init__(self, msg: Msg) -> None:
+        super().__init__(msg.text)
+        self.msg = msg
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    row: PostRow
+    author: AuthorView
+    mine: bool  # signed by a pseudonym unlocked in this session
+
+    @property
+    def hex(self) -> str:
+        return self.row.id.hex()
+
+    @property
+    def title(self) -> str:
+        return title_of(self.row.body)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadView:
+    post: PostView
+    replies: int
+    last_at_ms: int
+
+
+class Authors:
+    """How a request shows authors: names, fingerprints, this machine's pseudonyms, hidden ones."""
+
+    def __init__(self, ui: WebUI, local: list[Pseudonym], session: Session) -> None:
+        self.ui = ui
+        self.local = local
+        self.session = session
+        self.names: dict[str, set[bytes]] = {}
+        for p in local:
+            self.names.setdefault(p.name, set()).add(p.public_key)
+
+    def view(self, author: bytes) -> AuthorView:
+        return self.ui.authors.view(author, self.names)
+
+    def post(self, row: PostRow) -> PostView:
+        return PostView(row, self.view(row.author), self.session.key_of(row.author) is not None)
+
+    def hidden(self, author: bytes) -> bool:
+        return author in self.ui.authors.hidden
+
+
+async def authors_of(request: web.Request) -> Authors:
+    """How ``request`` shows authors (the author book brought up to date first)."""
+    ui = request.app[UI]
+    await ui.authors.refresh()
+    # The public view never reads the key folder: which pseudonyms this machine holds is private.
+    local = await asyncio.to_thread(ui.keys.list) if ui.keys is not None and not ui.public else []
+    return Authors(ui, local, state(request).session)
+
+
+def parse_post_id(text: str) -> bytes:
+    """A post id from its hex form; raises FormError for anything else."""
+    text = text.strip().lower()
+    if not HEX_ID.match(text):
+        raise FormError(Msg(N_("That is not a post id (64 hexadecimal characters).")))
+    return bytes.fromhex(text)
+
+
+def parse_author_key(text: str) -> bytes:
+    """An author's public key from its hex form; raises FormError for anything else."""
+    text = text.strip().lower()
+    if not HEX_ID.match(text):
+        raise FormError(Msg(N_("That is not an author's public key (64 hexadecimal characters).")))
+    return bytes.fromhex(text)
+
+
+def parse_board(text: str) -> str:
+    """A board name as typed (spaces around it dropped); raises FormError for one no node accepts."""
+    try:
+        return posts.check_board(text.strip())
+    except BoardError:
+        raise FormError(Msg(N_(
+            "That board name is not allowed. Use 1 to %(max)s visible characters, without spaces at "
+            "the beginning or the end."), {"max": limits.MAX_BOARD_CHARS})) from None
+
+
+def parse_body(text: str) -> str:
+    """A post's text with its line ends made ``\\n``; raises FormError if empty, too long or not postable."""
+    body = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.strip():
+        raise FormError(Msg(N_("Write something first: the text is empty.")))
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_BODY_BYTES:
+        raise FormError(Msg(N_("The text is %(size)s bytes long; the limit is %(limit)s bytes. Shorten it."),
+                            {"size": size, "limit": limits.MAX_BODY_BYTES}))
+    try:
+        return posts.check_text_body(body)
+    except BodyError:
+        raise FormError(Msg(N_("The text contains an invisible control character that cannot be posted. "
+                               "Remove it and try again."))) from None
+
+
+def parse_display_name(text: str) -> str:
+    """A pseudonym's name as typed; raises FormError for one no node accepts."""
+    name = text.strip()
+    try:
+        return identity.check_display_name(name)
+    except BodyError:
+        raise FormError(Msg(N_(
+            "That name is not allowed. Use 1 to %(max)s visible characters, without spaces at the "
+            "beginning or the end and without invisible or direction-changing characters."),
+            {"max": limits.MAX_DISPLAY_NAME_CHARS})) from None
+
+
+def page_number(request: web.Request) -> int:
+    """The ``page`` of the query string (1 when absent); raises FormError for an invalid one."""
+    text = request.query.get("page", "1")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise FormError(Msg(N_("That page number is not valid.")))
+    return int(text)
+
+
+def bad_position() -> FormError:
+    return FormError(Msg(N_("That page number is not valid.")))
+
+
+def field(request: web.Request, name: str) -> str:
+    """A text field of the checked form of a POST ("" when absent or not text)."""
+    value = state(request).form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def invalid(request: web.Request, exc: FormError, status: int = 400) -> web.Response:
+    return request.app[UI].error_page(request, status, exc.msg, Msg(N_("This cannot be done")))
+
+
+def next_location(request: web.Request, default: str = "/") -> str:
+    """Where to go after a form: its ``next`` field if it is a path of this UI, else ``default``."""
+    return safe_next(field(request, "next"), default)
+
+
+def compose_form(board: str = "", parent: str = "", body: str = "", as_fp: str = "") -> dict[str, str]:
+    return {"board": board, "parent": parent, "body": body, "as": as_fp}
+
+
+async def get_post(ui: WebUI, post_id: bytes) -> PostRow | None:
+    return await ui.core.db.call(Store.get, post_id)
+
+
+def not_here(request: web.Request) -> web.Response:
+    return request.app[UI].error_page(request, 404, Msg(N_(
+        "This post is not on this node. It may have been retracted, or not have reached this node yet.")),
+        Msg(N_("Post not found")))
