@@ -17,8 +17,8 @@ from typing import Any
 import platformdirs
 
 from dazibao.protocol import peers
-from dazibao.protocol.posts import check_board
 from dazibao.protocol.errors import BoardError
+from dazibao.protocol.posts import check_board
 
 __all__ = [
     "ConfigError",
@@ -166,7 +166,7 @@ class DataDir:
     def exists(self) -> bool:
         return self.config.is_file()
 
-    def running_node(self) -> dict | None:
+    def running_node(self) -> dict[str, Any] | None:
         """node.json of a node that is running on this folder now, or None.
 
         A node.json left behind by a node that was killed names a dead process: ignored.

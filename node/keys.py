@@ -8,6 +8,7 @@ secret.
 
 from __future__ import annotations
 
+import builtins
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ class KeyStore:
 
     def list(self) -> list[Pseudonym]:
         """Every readable pseudonym, sorted by name.  Unreadable files are skipped."""
-        out = []
+        out: list[Pseudonym] = []
         if not self.folder.is_dir():
             return out
         for path in sorted(self.folder.glob("*" + KEY_SUFFIX)):
@@ -83,9 +84,9 @@ class KeyStore:
             out.append(Pseudonym(header.name, header.public_key, path))
         return sorted(out, key=lambda p: p.name)
 
-    def damaged(self) -> list[tuple[Path, str]]:
+    def damaged(self) -> builtins.list[tuple[Path, str]]:
         """Key files that cannot be read, with the reason: shown to the member, never hidden."""
-        out = []
+        out: builtins.list[tuple[Path, str]] = []
         if self.folder.is_dir():
             for path in sorted(self.folder.glob("*" + KEY_SUFFIX)):
                 try:

@@ -37,6 +37,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -60,6 +61,8 @@ __all__ = [
 #: The logger of everything aiohttp says about what clients sent (bad requests, resets, a
 #: handler's failure).  Its lines pass through a ClientLogFilter.
 HTTP_LOG = logging.getLogger("dazibao.http")
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 _IDLE, _HEAD, _REQUEST = "idle", "head", "request"
 WATCHDOG_INTERVAL_S = 1.0
@@ -163,7 +166,7 @@ class Guard:
         self._body_by_client: Counter[str] = Counter()
         self._body_by_subnet: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     # --- connections ---------------------------------------------------------------------
 
@@ -338,7 +341,9 @@ class GuardedHandler(RequestHandler):
                 self.body_seen += len(data)
         super().data_received(data)
 
-    async def _handle_request(self, request, start_time, request_handler):  # type: ignore[override]
+    async def _handle_request(  # type: ignore[override]
+        self, request: web.BaseRequest, start_time: float, request_handler: _Handler,
+    ) -> tuple[web.StreamResponse, bool]:
         loop = asyncio.get_running_loop()
         self.phase, self.since, self.body_seen, self.request = _REQUEST, loop.time(), 0, request
         self.unread_since = None
@@ -349,7 +354,7 @@ class GuardedHandler(RequestHandler):
         finally:
             self.phase, self.since, self.request, self.unread_since = _IDLE, loop.time(), None, None
 
-    def _guarded(self, handler):
+    def _guarded(self, handler: _Handler) -> _Handler:
         async def guarded(request: web.BaseRequest) -> web.StreamResponse:
             reserved, why = self._guard.begin(self.client, request, self.subnet)
             if why is not None:
@@ -391,7 +396,7 @@ class GuardedHandler(RequestHandler):
         """Abort the connection: its buffers are dropped at once, unlike a graceful close."""
         transport = self.transport
         if transport is not None:
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
 
 
 class GuardedSite(web.TCPSite):

@@ -36,6 +36,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
@@ -78,7 +79,7 @@ class PublishReport:
     removed: list[str]
     bundle_posts: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"out": str(self.out_dir), "boards": self.boards, "posts": self.posts, "threads": self.threads,
                 "written": self.written, "unchanged": self.unchanged, "removed": self.removed,
                 "bundle_posts": self.bundle_posts, "bundle": BUNDLE_NAME}
@@ -135,7 +136,7 @@ class _When:
 
 
 def _when(ms: int) -> _When:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
     return _When(moment.strftime("%Y-%m-%dT%H:%M:%SZ"), moment.strftime("%Y-%m-%d %H:%M UTC"))
 
 
@@ -226,7 +227,7 @@ def _light(row: PostRow) -> PostRow:
                    _excerpt(row.body), b"", row.received_at_ms, row.source)
 
 
-def _post_view(row: PostRow, here: set[bytes]) -> dict:
+def _post_view(row: PostRow, here: set[bytes]) -> dict[str, Any]:
     when = _when(row.created_at_ms)
     return {
         "id": row.id.hex(), "kind": row.kind, "fingerprint": identity.fingerprint(row.author),
@@ -348,7 +349,8 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
     folder.prepare()
     env = _environment()
     generated = _when(now_ms)
-    common = {"csp": Markup(CSP), "version": __version__, "generated": generated, "bundle_name": BUNDLE_NAME, "lang": lang}
+    common = {"csp": Markup(CSP), "version": __version__, "generated": generated, "bundle_name": BUNDLE_NAME,
+              "lang": lang}
 
     def tick() -> None:
         if progress is not None:
@@ -391,8 +393,8 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
                          folder.written, folder.unchanged, removed, exported.posts)
 
 
-def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common: dict, model: _Board,
-                 board_view: dict, tick: Callable[[], None]) -> None:
+def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common: dict[str, Any], model: _Board,
+                 board_view: dict[str, Any], tick: Callable[[], None]) -> None:
     board_template = env.get_template("board.html")
     thread_template = env.get_template("thread.html")
     pages = max(1, -(-len(model.threads) // THREADS_PER_PAGE))
@@ -430,7 +432,7 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
                 root_row = row
             else:
                 children.setdefault(row.parent, []).append(row)
-        ordered: list[dict] = []
+        ordered: list[dict[str, Any]] = []
         if root_row is not None:
             ordered.append({"post": _post_view(root_row, here), "depth": 0})
         # Depth-first, oldest first among siblings; iterative, as a thread may be deep.

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .service import NodeCore
 from .store import Store, StoreError
 
 __all__ = ["DAY_MS", "RETENTION_INTERVAL_S", "RetentionReport", "apply_retention", "retention_loop"]
@@ -70,7 +71,8 @@ def apply_retention(store: Store, retention: Mapping[str, int], now_ms: int) -> 
     return report
 
 
-async def retention_loop(core, retention: Mapping[str, int], *, interval_s: float = RETENTION_INTERVAL_S) -> None:
+async def retention_loop(core: NodeCore, retention: Mapping[str, int], *,
+                         interval_s: float = RETENTION_INTERVAL_S) -> None:
     """Apply retention at once, then every ``interval_s``, for a running node (``NodeCore``).
 
     Returns at once when no board has a retention period.

@@ -1,4 +1,6 @@
 """Bundles: signed posts carried as a file (docs/bundles.md).
+Longer than 600 lines because the encoder and the self-synchronising decoder are one format,
+byte for byte, and its damage recovery reads best beside the layout it recovers.
 
 A bundle is how posts cross a blocked network on a USB stick, by e-mail or through any channel
 that moves files.  Posts are self-authenticating, so a bundle needs no trust: the reader checks

@@ -93,9 +93,10 @@ class KeyIndex:
         self._blocks: list[list[bytes]] = [ordered[i : i + _LOAD] for i in range(0, len(ordered), _LOAD)]
         self._firsts: list[bytes] = [b[0] for b in self._blocks]
         # Checkpoints of each block (None: to be rebuilt when next needed), and block sums.
-        self._marks: list[list[int] | None] = [_checkpoints(b) for b in self._blocks]
+        marks = [_checkpoints(b) for b in self._blocks]
+        self._marks: list[list[int] | None] = list(marks)
         self._sums: list[int] = [
-            (m[-1] + _id_sum(b[(len(m) - 1) * _STRIDE :])) & _MASK for b, m in zip(self._blocks, self._marks)
+            (m[-1] + _id_sum(b[(len(m) - 1) * _STRIDE :])) & _MASK for b, m in zip(self._blocks, marks, strict=True)
         ]
         self._len = len(ordered)
         self._pre_n: list[int] = [0]

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup, escape
 
 __all__ = ["render_body", "highlight", "title_of", "ALLOWED_TAGS", "LINK_REL"]
@@ -43,7 +46,7 @@ def _http_only(url: str) -> bool:
     return bool(_HTTP_URL.match(url))
 
 
-def _link_open(self, tokens, idx, options, env):  # markdown-it renderer rule signature
+def _link_open(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
     tokens[idx].attrSet("rel", LINK_REL)
     tokens[idx].attrSet("target", "_blank")
     return self.renderToken(tokens, idx, options, env)
@@ -57,8 +60,10 @@ def _make_parser() -> MarkdownIt:
     md.disable(["image", "html_inline", "html_block"], ignoreInvalid=True)
     # Bare addresses become links only with an explicit http:// or https://: "report.zip" or
     # "name@example.org" stay text.
+    assert md.linkify is not None  # "linkify": True above
     md.linkify.set({"fuzzy_link": False, "fuzzy_email": False, "fuzzy_ip": False})
-    md.validateLink = _http_only
+    # markdown-it-py's documented way to change which link targets are allowed.
+    md.validateLink = _http_only  # type: ignore[method-assign]
     md.add_render_rule("link_open", _link_open)
     return md
 

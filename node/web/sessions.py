@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from dazibao.protocol.identity import SigningKey
 
 from ..keys import Pseudonym
-from .i18n import Msg, N_
+from .i18n import N_, Msg
 
 __all__ = ["Unlocked", "Session", "SessionStore"]
 
