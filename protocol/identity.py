@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import struct
 import unicodedata
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from .errors import (
     SignatureError,
     WrongPassphraseError,
 )
+from .names import check_visible_text
 
 __all__ = [
     "PUBLIC_KEY_BYTES",
@@ -134,41 +134,6 @@ def check_display_name(name: str, what: str = "display name") -> str:
         raise BodyError(f"{what}: longer than {limits.MAX_DISPLAY_NAME_BYTES} UTF-8 bytes")
     check_visible_text(name, what, error=BodyError)
     return name
-
-
-# Unicode's Default_Ignorable_Code_Point set (DerivedCoreProperties.txt; stable by policy) and
-# U+2800 BRAILLE PATTERN BLANK: characters that render as nothing, so that "general" and
-# "general" followed by one of them would look like the same name.  Most are Cf, Cc or Cn and
-# already refused by category; the rest (Hangul fillers, COMBINING GRAPHEME JOINER, variation
-# selectors, Khmer inherent vowels, Mongolian free variation selectors) are listed here.
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
-    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
-)
-
-
-def check_visible_text(text: str, what: str, *, error: type[Exception]) -> None:
-    """The shared rule for names shown to people (board names, display names).
-
-    NFC; no leading or trailing white space; no characters of the Unicode categories Cc
-    (controls), Cf (format: bidirectional overrides, zero-width characters), Cs (surrogates),
-    Co (private use), Zl and Zp (line and paragraph separators); the only space allowed is
-    U+0020.  Bidirectional overrides and zero-width characters are how a name is made to look
-    like another one, so they are refused outright, as are the default-ignorable code points
-    and U+2800 BRAILLE PATTERN BLANK, which render as nothing.
-    """
-    if unicodedata.normalize("NFC", text) != text:
-        raise error(f"{what}: must be in Unicode normalization form C")
-    if text.strip() != text:
-        raise error(f"{what}: must not begin or end with white space")
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") or (cat == "Zs" and ch != " "):
-            raise error(f"{what}: character U+{ord(ch):04X} ({cat}) is not allowed")
-    invisible = _INVISIBLE.search(text)
-    if invisible is not None:
-        raise error(f"{what}: invisible character U+{ord(invisible.group()):04X} is not allowed")
 
 
 # --- encrypted key files (docs/protocol.md, "Encrypted key files") ---------------------------

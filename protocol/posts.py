@@ -17,6 +17,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from . import limits, wire
 from .errors import (
@@ -26,12 +27,14 @@ from .errors import (
     FutureError,
     LocalProtocolError,
     NonCanonicalError,
+    RemoteProtocolError,
     RetractionBoardError,
     RetractionError,
     UnknownKindError,
     VersionError,
 )
-from .identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, check_display_name, check_visible_text, verify
+from .identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, check_display_name, verify
+from .names import check_visible_text
 
 __all__ = [
     "POST_FORMAT_VERSION",
@@ -53,6 +56,7 @@ __all__ = [
     "post_key",
     "post_id",
     "claimed_id",
+    "refused_id",
 ]
 
 POST_FORMAT_VERSION = 1
@@ -134,7 +138,7 @@ def check_board(board: str) -> str:
     """Check a board name against the board-name rule; return it or raise BoardError.
 
     1 to 64 code points and at most 192 UTF-8 bytes, NFC, no leading or trailing space, and
-    none of the characters :func:`identity.check_visible_text` refuses.
+    none of the characters :func:`names.check_visible_text` refuses.
     """
     if type(board) is not str:
         raise BoardError("board: expected a string")
@@ -216,15 +220,30 @@ def create_post(
     return Post(pid, kind, board, key.public_key, created_at_ms, parent, body, signature, raw)
 
 
-def decode_post(data: bytes) -> Post:
-    """Decode and shape-check a signed post, without verifying its signature or its time.
+_Fields = tuple[str, str, bytes, int, "bytes | None", str, bytes]
 
-    Raises TooLargeError, MalformedError, NonCanonicalError, FieldError, VersionError,
-    UnknownKindError, BoardError or BodyError -- all RemoteProtocolError subclasses.
+
+def _decode_canonical(data: bytes) -> _Fields:
+    """Steps 1 to 9 of "Checking a post from outside": the fields of a canonical post of
+    format version 1, each of the right type, not yet checked against the rules of its kind.
+
+    Raises TooLargeError, MalformedError, FieldError, VersionError or NonCanonicalError.
     """
     # Every field below is type-checked, so the generic walk for floats and extension values
-    # would be redundant work on the hot path.
+    # would be redundant work on the hot path.  A float is therefore refused as a field of the
+    # wrong type (bad_field), after the version: a post of another format version is
+    # unsupported_version whatever it holds.
     value = wire.unpack(data, max_bytes=limits.MAX_POST_BYTES, what="post", typed=True)
+    try:
+        return _fields(value, bytes(data))
+    except (FieldError, VersionError):
+        # An extension value or a non-string map key is malformed input (step 2), which
+        # comes first; the walk that finds them is only needed on this error path.
+        wire.reject_malformed(value, "post")
+        raise
+
+
+def _fields(value: Any, raw: bytes) -> _Fields:
     outer = wire.expect_list(value, 2, "post")
     unsigned = outer[0]
     if type(unsigned) is not list or not unsigned:
@@ -244,14 +263,35 @@ def decode_post(data: bytes) -> Post:
         wire.expect_bytes(parent, "parent", length=ID_BYTES)
     wire.expect_str(body, "body")
     signature = wire.expect_bytes(outer[1], "signature", length=SIGNATURE_BYTES)
-    raw = bytes(data)
     # Canonical form (docs/protocol.md, "Canonical encoding"): re-encode and compare.  Every
     # value here has been type-checked, so pack() cannot fail.
     if wire.pack(value) != raw:
         raise NonCanonicalError("post: bytes are not the canonical encoding")
+    return kind, board, author, created_at_ms, parent, body, signature
+
+
+def decode_post(data: bytes) -> Post:
+    """Decode and shape-check a signed post, without verifying its signature or its time.
+
+    Raises TooLargeError, MalformedError, NonCanonicalError, FieldError, VersionError,
+    UnknownKindError, BoardError or BodyError -- all RemoteProtocolError subclasses.
+    """
+    kind, board, author, created_at_ms, parent, body, signature = _decode_canonical(data)
     _check_fields(kind, board, parent, body)
-    pid = claimed_id(raw)
-    return Post(pid, kind, board, author, created_at_ms, parent, body, signature, raw)
+    raw = bytes(data)
+    return Post(claimed_id(raw), kind, board, author, created_at_ms, parent, body, signature, raw)
+
+
+def refused_id(data: bytes) -> bytes | None:
+    """The id to report for a refused post: the id of ``data`` when the bytes are a canonical
+    post of format version 1 (steps 1 to 9 of "Checking a post from outside" pass, so the id
+    is that of these very bytes), None when they are too damaged to tell.  Raises nothing.
+    """
+    try:
+        _decode_canonical(data)
+    except RemoteProtocolError:
+        return None
+    return claimed_id(bytes(data))
 
 
 def verify_post(post: Post) -> None:

@@ -21,7 +21,9 @@ __all__ = [
     "pack",
     "unpack",
     "unpack_canonical",
+    "unpack_message",
     "unpack_bin_list",
+    "reject_malformed",
     "expect_list",
     "expect_int",
     "expect_bytes",
@@ -84,19 +86,36 @@ def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = 
             # A container longer than any the protocol allows, refused from its header.
             raise TooLargeError(f"{what}: a container has more than {MAX_CONTAINER_ITEMS} items") from None
         raise MalformedError(f"{what}: not well-formed msgpack ({type(exc).__name__})") from None
-    if not typed:
-        _reject_floats(value, what)
+    if not typed and _outside_model(value, what):
+        raise FieldError(f"{what}: floating-point numbers are not allowed")
     return value
 
 
-def _reject_floats(value: Any, what: str) -> None:
+def reject_malformed(value: Any, what: str) -> None:
+    """Raise MalformedError if a decoded value holds an extension value (the timestamp type,
+    which msgpack decodes by itself) or a map key that is not a string anywhere.
+
+    A decoder that checks every field's type (``unpack(..., typed=True)``) calls this on its
+    error path only, so that such input is reported as ``malformed`` (docs/protocol.md,
+    "Encoding": a decoding error, which comes before every other check) rather than as a
+    field of the wrong type.
+    """
+    _outside_model(value, what)
+
+
+def _outside_model(value: Any, what: str) -> bool:
+    """Raise MalformedError for an extension value or a non-string map key anywhere in
+    ``value``; otherwise return whether a float occurs in it.  Malformed input is reported
+    before floats, whatever their places, because decoding comes before the checks of values.
+    """
     # Iterative walk: a hostile value may be deeply nested, and recursion would be a way in.
     stack = [value]
+    floats = False
     while stack:
         item = stack.pop()
         if isinstance(item, float):
-            raise FieldError(f"{what}: floating-point numbers are not allowed")
-        if isinstance(item, msgpack.Timestamp):
+            floats = True
+        elif isinstance(item, msgpack.Timestamp):
             # msgpack decodes extension type -1 (timestamp) itself without calling ext_hook,
             # so the "no extension types" rule has to be enforced here as well.
             raise MalformedError(f"{what}: msgpack extension type -1 is not allowed")
@@ -107,6 +126,7 @@ def _reject_floats(value: Any, what: str) -> None:
             if any(type(key) is not str for key in item):
                 raise MalformedError(f"{what}: map keys must be strings")
             stack.extend(item.values())
+    return floats
 
 
 def unpack_canonical(data: bytes, *, max_bytes: int, what: str = "message") -> Any:
@@ -121,6 +141,35 @@ def unpack_canonical(data: bytes, *, max_bytes: int, what: str = "message") -> A
     return value
 
 
+def unpack_message(data: bytes, *, max_bytes: int, version: int, what: str = "message") -> list[Any]:
+    """Decode the canonical message ``[version, ...]``, checking the version first.
+
+    The order is that of docs/protocol.md ("Encoding", "Order of checks"): the size, then
+    well-formedness (extension values and non-string map keys included), then the version --
+    so that a message of another version is reported as ``unsupported_version`` whatever else
+    it holds, floats included -- then floats, then canonical form.  The caller checks the rest
+    of the shape.
+
+    Raises TooLargeError (over ``max_bytes``, or a container over MAX_CONTAINER_ITEMS),
+    MalformedError, FieldError (not a non-empty array whose first item is an integer, or a
+    float anywhere), VersionError (an integer other than ``version``) or NonCanonicalError.
+    """
+    value = unpack(data, max_bytes=max_bytes, what=what, typed=True)
+    floats = _outside_model(value, what)
+    if type(value) is not list or not value:
+        raise FieldError(f"{what}: expected a non-empty array")
+    if type(value[0]) is not int:
+        raise FieldError(f"{what}: the version must be an integer")
+    if value[0] != version:
+        raise VersionError(f"{what}: message version {value[0]} is not supported")
+    if floats:
+        raise FieldError(f"{what}: floating-point numbers are not allowed")
+    # Every value left is of the data model, so pack() cannot fail.
+    if pack(value) != bytes(data):
+        raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+    return value
+
+
 # --- bounded, item-by-item decoding of ``[version, [bin, ...]]`` --------------------------
 
 
@@ -130,6 +179,11 @@ def _is_array_head(byte: int) -> bool:
 
 def _is_int_head(byte: int) -> bool:
     return byte <= 0x7F or byte >= 0xE0 or 0xCC <= byte <= 0xD3
+
+
+def _is_ext_head(byte: int) -> bool:
+    # fixext 1..16 (d4..d8) and ext 8/16/32 (c7..c9): never valid, a decoding error.
+    return 0xD4 <= byte <= 0xD8 or 0xC7 <= byte <= 0xC9
 
 
 def _array_head(n: int) -> int:
@@ -192,20 +246,22 @@ def unpack_bin_list(
         if not _is_array_head(data[0]):
             raise FieldError(f"{what}: expected a non-empty array")
         length = unpacker.read_array_header()
-        if data[0] != _array_head(length):
-            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
         if length == 0:
             raise FieldError(f"{what}: expected a non-empty array")
         at = unpacker.tell()
         if at >= len(data):
             raise MalformedError(f"{what}: truncated")
+        if _is_ext_head(data[at]):
+            raise MalformedError(f"{what}: msgpack extension types are not allowed")
         if not _is_int_head(data[at]):
             raise FieldError(f"{what}: the version must be an integer")
         got = unpacker.unpack()
-        if pack(got) != data[at : unpacker.tell()]:
-            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
+        # The version is decided before the canonical form of the headers that led to it, as
+        # unpack_message does: another version is unsupported_version whatever its bytes.
         if got != version:
             raise VersionError(f"{what}: message version {got} is not supported")
+        if data[0] != _array_head(length) or pack(got) != data[at : unpacker.tell()]:
+            raise NonCanonicalError(f"{what}: bytes are not the canonical encoding")
         if length != 2:
             raise FieldError(f"{what}: expected 2 items, got {length}")
         at = unpacker.tell()
@@ -225,6 +281,8 @@ def unpack_bin_list(
             at = unpacker.tell()
             if at >= len(data):
                 raise MalformedError(f"{what}: truncated")
+            if _is_ext_head(data[at]):
+                raise MalformedError(f"{what}: msgpack extension types are not allowed")
             if data[at] not in (0xC4, 0xC5, 0xC6):
                 raise FieldError(f"{what} item: expected binary")
             item = unpacker.unpack()

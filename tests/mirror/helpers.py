@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 from dazibao.node.store import Store
 from dazibao.protocol import identity, posts
+from tests import factories
 
 DAY_MS = 86_400_000
 
 
 def key(n: int) -> identity.SigningKey:
-    return identity.SigningKey(hashlib.sha256(b"mirror test key %d" % n).digest())
+    return factories.key(n, b"mirror test key")
 
 
 def now_ms() -> int:
@@ -22,23 +22,17 @@ def now_ms() -> int:
 
 def make_posts(board: str, count: int, *, start_ms: int | None = None, step_ms: int = 1000,
                author: int = 0, text: str = "post") -> list[posts.Post]:
+    # Recent by default: mirrors keep posts by age, measured from the clock.
     start = now_ms() - count * step_ms - 60_000 if start_ms is None else start_ms
-    return [
-        posts.create_post(key(author), kind="post", board=board, body=f"{text} {i} on {board}",
-                          created_at_ms=start + i * step_ms)
-        for i in range(count)
-    ]
+    return factories.make_posts(board, count, start_ms=start, step_ms=step_ms, signer=key(author), text=text)
 
 
 def reply(parent: posts.Post, body: str, *, author: int = 1, at_ms: int | None = None) -> posts.Post:
-    return posts.create_post(key(author), kind="reply", board=parent.board, body=body,
-                             created_at_ms=at_ms if at_ms is not None else parent.created_at_ms + 500,
-                             parent=parent.id)
+    return factories.reply(parent, body, signer=key(author), created_at_ms=at_ms)
 
 
 def retraction(target: posts.Post, *, author: int = 0) -> posts.Post:
-    return posts.create_post(key(author), kind="retract", board=target.board, body="",
-                             created_at_ms=target.created_at_ms + 1, parent=target.id)
+    return factories.retraction(target, signer=key(author))
 
 
 def store_with(path: Path, items: list[posts.Post]) -> Store:

@@ -178,3 +178,61 @@ def test_key_file_worked_example(doc: str) -> None:
         key, "Ada", "étude", lambda n: bytes(next(counter) for _ in range(n)), header.kdf
     )
     assert resealed == data
+
+
+# --- the gaps the spec settles ------------------------------------------------------------------
+
+
+def _check_table(doc: str) -> dict[int, str]:
+    text = section(doc, "Posts").split("### Checking a post from outside", 1)[1].split("###", 1)[0]
+    return {int(row[0]): row[2].strip("`") for row in table_rows(text) if row[0].isdigit()}
+
+
+def test_the_post_check_table_is_numbered_and_the_error_codes_cite_it(doc: str) -> None:
+    steps = _check_table(doc)
+    assert sorted(steps) == list(range(1, 15))
+    assert steps[5] == "unsupported_version" and steps[8] == "non_canonical" and steps[14] == "bad_signature"
+    codes = {row[0].strip("`"): row[2] for row in table_rows(section(doc, "Error codes"))}
+    for code, raised in codes.items():
+        for match in re.finditer(r"\bsteps? ([\d, ]+(?:or \d+)?)", raised):
+            for n in re.findall(r"\d+", match.group(1)):
+                # "step 2; the same first check in every message" and the like cite the post table.
+                if code in {"keyfile_corrupt", "keyfile_format", "keyfile_params", "keyfile_truncated",
+                            "wrong_passphrase"}:
+                    continue
+                assert steps[int(n)] == code, (code, n)
+
+
+def test_a_float_in_a_post_of_another_version_is_unsupported_version(doc: str) -> None:
+    assert "no floating-point number anywhere in it" not in doc
+    unsigned = [2, "post", "general", bytes(32), 1.5, None, "x"]
+    with pytest.raises(errors.VersionError):
+        posts.decode_post(wire.pack([unsigned, bytes(64)]))
+
+
+def test_the_name_rule_is_pinned_to_the_shipped_table(doc: str) -> None:
+    from dazibao.protocol import names_table
+
+    count = sum(hi - lo + 1 for lo, hi in names_table.ALLOWED)
+    rule = section(doc, "Posts").split("### Board-name rule", 1)[1].split("###", 1)[0]
+    assert f"{len(names_table.ALLOWED)} ranges, {count:_} code points".replace("_", " ") in rule
+    assert f"Unicode {names_table.UNICODE_VERSION}" in rule
+    assert f"version {names_table.UNICODE_VERSION}" in section(doc, "Overview and conventions")
+
+
+def test_reconciliation_refusals_are_bad_reconcile_not_invalid(doc: str) -> None:
+    initiator = section(doc, "Reconciliation").split("#### 6.4", 1)[1].split("###", 1)[0]
+    assert "`invalid`" not in initiator and initiator.count("`bad_reconcile`") == 2
+    assert errors.ReconcileError.code == "bad_reconcile"
+
+
+def test_the_push_answer_and_its_refusals_are_specified(doc: str) -> None:
+    push = section(doc, "Gossip HTTP API").split("### `POST /v1/posts`", 1)[1].split("###", 1)[0]
+    assert "refusal = [id, code, index]" in push and "refused on its own (`too_large`" in push
+    for code in ("tombstoned", "retracted", "retract_not_author", "retract_wrong_board", "not_carried"):
+        assert f"`{code}`" in push
+    retraction = section(doc, "Retraction")
+    assert "already tombstoned" in retraction and "`retracted`:" in retraction and "`tombstoned`:" in retraction
+    api = section(doc, "Gossip HTTP API")
+    assert "**Content-Type.**" in api and "`posts` is the number of posts" in api
+    assert "An id offered more than once counts once" in api

@@ -31,22 +31,21 @@ from dazibao.protocol.errors import (
     VersionError,
 )
 from dazibao.protocol.identity import SigningKey, check_display_name, verify
+from tests import factories
 
 KEY_A = SigningKey(bytes([1]) * 32)
 KEY_B = SigningKey(bytes([2]) * 32)
-T0 = 1_700_000_000_000  # ms
+T0 = factories.T0_MS
 NOW = 1_700_003_600  # s, an hour after T0
 PARENT = hashlib.sha256(b"some earlier post").digest()
 
 
 def make(kind="post", board="general", body="hello", created_at_ms=T0, parent=None, key=KEY_A) -> posts.Post:
-    return posts.create_post(key, kind=kind, board=board, body=body, created_at_ms=created_at_ms, parent=parent)
+    return factories.make_post(key, kind=kind, board=board, body=body, created_at_ms=created_at_ms, parent=parent)
 
 
 def signed(unsigned: list, key: SigningKey = KEY_A) -> bytes:
-    """Correctly signed bytes around any unsigned body, bypassing create_post's checks."""
-    pid = hashlib.sha256(wire.pack(unsigned)).digest()
-    return wire.pack([unsigned, key.sign(posts.POST_SIGNATURE_TAG + pid)])
+    return factories.signed(unsigned, key)
 
 
 def fields(kind="post", board="general", body="hello", created_at_ms=T0, parent=None, author=None, version=1) -> list:

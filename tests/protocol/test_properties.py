@@ -20,13 +20,14 @@ from hypothesis import strategies as st
 
 from dazibao.protocol import identity, limits, posts, wire
 from dazibao.protocol.errors import (
-    BodyError,
     BoardError,
+    BodyError,
     MalformedError,
     NonCanonicalError,
     RemoteProtocolError,
 )
 from dazibao.protocol.identity import KdfParams, SigningKey
+from tests.factories import examples
 
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 FAR_FUTURE_NOW = 10**10  # seconds; later than any created_at_ms the format allows, so time never refuses
@@ -82,7 +83,7 @@ def created_posts(draw) -> posts.Post:
 # --- round trip and canonical form ----------------------------------------------------------
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(seed=SEEDS, fields=post_fields())
 def test_create_then_decode_round_trip(seed, fields):
     key = SigningKey(seed)
@@ -97,7 +98,7 @@ def test_create_then_decode_round_trip(seed, fields):
                                                    fields["created_at_ms"], fields["parent"], fields["body"]])).digest()
 
 
-@settings(max_examples=50, **SETTINGS)
+@settings(max_examples=examples(50), **SETTINGS)
 @given(board=st.text(CJK, min_size=1, max_size=64), body=st.text(CJK, min_size=1, max_size=2000))
 def test_cjk_round_trip(board, body):
     post = posts.create_post(SigningKey(bytes(32)), kind="post", board=board, body=body, created_at_ms=0)
@@ -105,7 +106,7 @@ def test_cjk_round_trip(board, body):
     assert decoded.board == board and decoded.body == body
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(post=created_posts())
 def test_created_posts_are_canonical(post):
     value = wire.unpack(post.raw, max_bytes=limits.MAX_POST_BYTES)
@@ -170,7 +171,7 @@ def loose_encode(value, choose) -> tuple[bytes, bool]:
     return enc(value), longer
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(post=created_posts(), data=st.data())
 def test_every_longer_encoding_is_refused(post, data):
     value = wire.unpack(post.raw, max_bytes=limits.MAX_POST_BYTES)
@@ -201,7 +202,7 @@ def _must_refuse(raw: bytes) -> None:
     raise AssertionError(f"accepted a modified post: {raw.hex()}")
 
 
-@settings(max_examples=500, **SETTINGS)
+@settings(max_examples=examples(500), **SETTINGS)
 @given(post=created_posts(), data=st.data())
 def test_any_bit_flip_is_refused(post, data):
     index = data.draw(st.integers(0, len(post.raw) - 1))
@@ -273,6 +274,7 @@ def _only_remote_errors(fn, data) -> None:
         pass
 
 
+# Already heavy in the dev profile (about 15 s): not scaled, to keep the ci run in budget.
 @settings(max_examples=10_000, **SETTINGS)
 @given(data=HOSTILE_BYTES)
 def test_random_bytes_raise_only_remote_protocol_errors(data):
@@ -315,6 +317,7 @@ def post_shaped(draw):
     return [unsigned, slot(st.binary(min_size=64, max_size=64))]
 
 
+# Already heavy in the dev profile (about 15 s): not scaled, to keep the ci run in budget.
 @settings(max_examples=1_000, **SETTINGS)
 @given(value=st.one_of(MSGPACK_VALUES, post_shaped()))
 def test_random_msgpack_values_raise_only_remote_protocol_errors(value):
@@ -324,7 +327,7 @@ def test_random_msgpack_values_raise_only_remote_protocol_errors(value):
     _only_remote_errors(lambda d: wire.unpack_canonical(d, max_bytes=1 << 20), data)
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=examples(30), **SETTINGS)
 @given(depth=st.integers(min_value=2_000, max_value=100_000), layer=st.sampled_from([b"\x91", b"\x81\xa1k", b"\x92\xc0"]))
 def test_deep_nesting_raises_only_malformed(depth, layer):
     data = layer * depth + b"\xc0"

@@ -275,6 +275,21 @@ def build() -> dict:
         "bad_board", seed=SEED_A,
     ))
     cases.append(_invalid(
+        "bad_board_unassigned_in_unicode_14",
+        "Board name 'rally' + U+13439: unassigned in Unicode 14.0.0, which the name rule is pinned "
+        "to (a format character, Cf, from Unicode 15.0): refused whatever the receiver's own "
+        "Unicode version.",
+        _sign_unsigned(key_a, _unsigned("post", "rally\U00013439", a, T0_MS, None, "Pinned Unicode.")),
+        "bad_board", seed=SEED_A,
+    ))
+    cases.append(_invalid(
+        "bad_body_profile_unassigned_in_unicode_14",
+        "A profile whose display name ends in U+1FAE8 (an emoji of Unicode 15.0, unassigned in "
+        "14.0.0): display names follow the board-name rule, pinned to Unicode 14.0.0.",
+        _sign_unsigned(key_a, _unsigned("profile", "general", a, T0_MS, None, "Ada \U0001fae8")),
+        "bad_body", seed=SEED_A,
+    ))
+    cases.append(_invalid(
         "bad_body_control",
         "A post body containing U+0007 (BEL); only tab and newline are allowed among controls.",
         _sign_unsigned(key_a, _unsigned("post", "general", a, T0_MS, None, "ring\u0007ring")),
@@ -342,6 +357,13 @@ def build() -> dict:
         "unsupported_version", "Format version 2, otherwise valid_post's fields, correctly signed.",
         _sign_unsigned(key_a, _unsigned("post", "general", a, T0_MS, None,
                                         "Meeting moved to Thursday, 18:00, usual place.", version=2)),
+        "unsupported_version", seed=SEED_A,
+    ))
+    cases.append(_invalid(
+        "unsupported_version_with_float",
+        "Format version 2 with created_at_ms as a float64: the version is checked before any "
+        "field, so this is unsupported_version, not bad_field.",
+        _sign_unsigned(key_a, _unsigned("post", "general", a, float(T0_MS), None, "Float time.", version=2)),
         "unsupported_version", seed=SEED_A,
     ))
 
