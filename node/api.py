@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from collections.abc import Sequence
+from typing import Protocol
 
 from aiohttp import web
 
-from dazibao.protocol import limits, messages, peers as peer_policy, reconcile
+from dazibao.protocol import gossip, limits, messages, posts, reconcile
+from dazibao.protocol import peers as peer_policy
 from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 
 from . import __version__
@@ -55,8 +59,8 @@ class _Buckets:
     def set(self, key: str, tokens: float, now: float) -> None:
         if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
             # Forget the keys whose buckets are full again: they are owed nothing.
-            self._buckets = {k: (t, l) for k, (t, l) in self._buckets.items()
-                             if t + (now - l) * self.rate < self.burst}
+            self._buckets = {k: (t, last) for k, (t, last) in self._buckets.items()
+                             if t + (now - last) * self.rate < self.burst}
         self._buckets[key] = (tokens, now)
 
 
@@ -199,7 +203,7 @@ async def info(request: web.Request) -> web.Response:
     core = request.app[CORE]
     await core.refresh()
     boards, complete = await request.app[INFO_BOARDS].get(core)
-    return web.json_response({
+    answer = {
         "protocol": PROTOCOL_VERSION,
         "software": f"dazibao/{__version__}",
         "all_boards": not core.boards,
@@ -208,8 +212,12 @@ async def info(request: web.Request) -> web.Response:
         # with the newest activity.
         "boards_complete": complete,
         "posts": len(core.index),
-        "limits": {limit.name: limit.value for limit in limits.PROTOCOL_TABLE},
-    })
+    }
+    # A syncing peer asks without the limits table (it never changes while a node runs): half
+    # the bytes of an idle sync went into sending it again at every sync.
+    if request.query.get("limits") != "0":
+        answer["limits"] = {limit.name: limit.value for limit in limits.PROTOCOL_TABLE}
+    return web.json_response(answer)
 
 
 async def peer_list(request: web.Request) -> web.Response:
@@ -278,24 +286,136 @@ async def push(request: web.Request) -> web.Response:
         batch = await asyncio.to_thread(messages.decode_posts, body, "push")
     else:
         batch = messages.decode_posts(body, "push")
-    report = await core.ingest_raw(batch.posts, source=request.remote or "peer")
-    return _msgpack(messages.encode_push_result(report.as_push_result()))
+    raws = batch.posts
+    # Each post is checked on its own, so one bad post never refuses the others
+    # (docs/protocol.md, "POST /v1/posts"), and every refusal names its place in the batch.
+    good, bad = await core.verify(raws)
+    checked, refused = _place(raws, good, bad)
+    report = await core.ingest_checked([post for _, post in checked], source=request.remote or "peer")
+    places: dict[bytes, list[int]] = {}
+    for i, post in checked:
+        places.setdefault(post.id, []).append(i)
+    for pid, code in report.rejected:
+        # The store refuses each id once; a copy repeated in the batch counts as a duplicate.
+        index = places[pid].pop(0) if pid is not None and places.get(pid) else None
+        refused.append((index, pid, code))
+    refused.sort(key=lambda r: (r[0] is None, r[0] or 0))
+    core.counters.received += len(raws)
+    for _, _, code in refused:
+        core.counters.rejected[code] += 1
+    # Indices only when asked for (docs/protocol.md, "POST /v1/posts"): an older sender reads
+    # only two-item refusals.
+    return _msgpack(messages.encode_push_result(messages.PushResult(
+        len(report.accepted), report.duplicates,
+        tuple((pid, code) for _, pid, code in refused), tuple(i for i, _, _ in refused)),
+        with_index=request.query.get("index") == "1"))
+
+
+def _place(raws: Sequence[bytes], good: Sequence[posts.Post],
+           bad: Sequence[tuple[bytes | None, str]]) -> tuple[list[tuple[int, posts.Post]],
+                                                            list[tuple[int | None, bytes | None, str]]]:
+    """Give every checked post and every refusal of ``NodeCore.verify`` its index in ``raws``.
+
+    ``verify`` keeps both lists in batch order and every post lands in exactly one of them, so
+    one walk places them: the post at index i is good exactly when it is the next good post's
+    bytes (equal bytes always get the same verdict).  A refusal gets the id of its bytes
+    whenever they are a canonical post (posts.refused_id), not only when they decode in full.
+    """
+    checked: list[tuple[int, posts.Post]] = []
+    refused: list[tuple[int | None, bytes | None, str]] = []
+    g = b = 0
+    for i, raw in enumerate(raws):
+        if g < len(good) and good[g].raw == raw:
+            checked.append((i, good[g]))
+            g += 1
+        elif b < len(bad):
+            refused.append((i, posts.refused_id(raw), bad[b][1]))
+            b += 1
+    if g != len(good) or b != len(bad):
+        raise RuntimeError("the verdicts of a push do not match its posts")
+    return checked, refused
 
 
 async def announce(request: web.Request) -> web.Response:
+    """Answer an announcement with the ids this node wants: those of boards it carries (all of
+    an older announcement's, which names no board), that it neither has nor has tombstoned,
+    and that it has not already asked another announcer for (the gossip policy decides)."""
     core = request.app[CORE]
-    offered = messages.decode_ids(await _body(request), "announce")
-    ids = list(offered.ids)
+    offer = messages.decode_announcement(await _body(request))
+    ids = list(dict.fromkeys(i for board, group in offer.groups if board is None or core.carries(board)
+                             for i in group))
     have = await core.db.call(Store.has, ids)
     gone = await core.db.call(Store.tombstoned, ids)
-    missing = [i for i in dict.fromkeys(ids) if i not in have and i not in gone]
-    return _msgpack(messages.encode_ids(core.want(missing, core.now_ms())))
+    missing = [i for i in ids if i not in have and i not in gone]
+    peer = request.headers.get(PEER_HEADER)
+    return _msgpack(messages.encode_ids(request.app[GOSSIP].announced(peer, missing)))
 
 
-def make_gossip_app(core: NodeCore) -> web.Application:
-    """The aiohttp application of the gossip listener."""
-    app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES, middlewares=[errors_middleware])
+#: The header in which a caller gives its own public gossip URL (docs/protocol.md, "Dazibao-Peer").
+PEER_HEADER = "Dazibao-Peer"
+
+
+class GossipHooks(Protocol):
+    """What the gossip API tells the node's gossip policy (node/server.py implements it)."""
+
+    def announced(self, peer: str | None, ids: Sequence[bytes]) -> list[bytes]:
+        """Of ``ids`` (missing here), those to ask the announcer for."""
+
+    def inbound(self, url: str) -> None:
+        """A caller says it is reachable at ``url`` (untrusted)."""
+
+
+class _OwnGossip:
+    """The policy of an API served on its own (tests, tools): no peers, only the in-flight set."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self._core = core
+        self._brain = gossip.Gossip(gossip.GossipConfig(), random.Random(), now=core.now_ms())
+
+    def announced(self, peer: str | None, ids: Sequence[bytes]) -> list[bytes]:
+        actions = self._brain.handle_event(gossip.Announced(peer, tuple(ids)), self._core.now_ms())
+        return [i for a in actions if isinstance(a, gossip.Want) for i in a.ids]
+
+    def inbound(self, url: str) -> None:
+        pass
+
+
+GOSSIP = web.AppKey("gossip", GossipHooks)
+
+
+@web.middleware
+async def inbound_middleware(request: web.Request, handler):
+    """Tell the gossip policy of a caller that gave its address, once it was answered well:
+    a node that only ever calls this one becomes a peer this one can push to."""
+    resp = await handler(request)
+    url = request.headers.get(PEER_HEADER)
+    if url and resp.status < 400:
+        url = callback_url(url[:512], request.remote or "")
+        if url:
+            request.app[GOSSIP].inbound(url)
+    return resp
+
+
+def callback_url(claimed: str, remote: str) -> str:
+    """The URL a caller's ``Dazibao-Peer`` header names: as given, or, for the form
+    ``http://*:PORT``, that port of the address the request came from ("" when the form is
+    broken).  Either way it is then checked like any URL from peer exchange."""
+    prefix = "http://*:"
+    if not claimed.startswith(prefix):
+        return claimed
+    port = claimed[len(prefix):]
+    if not (port.isdecimal() and 0 < int(port) < 65536) or not remote:
+        return ""
+    host = f"[{remote}]" if ":" in remote else remote
+    return f"http://{host}:{int(port)}"
+
+
+def make_gossip_app(core: NodeCore, hooks: GossipHooks | None = None) -> web.Application:
+    """The aiohttp application of the gossip listener; ``hooks`` is the node's gossip policy."""
+    app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES,
+                          middlewares=[errors_middleware, inbound_middleware])
     app[CORE] = core
+    app[GOSSIP] = hooks if hooks is not None else _OwnGossip(core)
     app[LIMITER] = RateLimiter()
     app[INFO_BOARDS] = boards = _InfoBoards()
     core.on_new_posts.append(boards.on_new_posts)

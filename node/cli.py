@@ -465,7 +465,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
     import aiohttp
     from tqdm import tqdm
 
-    from dazibao.protocol import peers as peer_policy
+    from dazibao.protocol import gossip
 
     from .service import NodeCore
     from .sync import PeerClient, PeerError, sync_with
@@ -494,7 +494,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
                 if url in rows:
                     now = core.now_ms()
                     await core.db.call(Store.record_peer_failure, url, now, f"{exc.code}: {exc.message}"[:300],
-                                       now + peer_policy.backoff_ms(rows[url].failures + 1, random.SystemRandom()))
+                                       now + gossip.backoff_ms(rows[url].failures + 1, random.SystemRandom()))
                 raise
         known = {row.url for row in await core.db.call(Store.list_peers)}
         if url in known:

@@ -1,28 +1,31 @@
 """`dazibao run`: the long-running node.
 
-It serves the gossip API on its own listener, pushes fresh posts to a few peers at once
-(announce ids; the peer fetches what it lacks), reconciles with a random peer on a jittered
-timer (anti-entropy), backs off from failing peers, and picks up posts that another process
-(`dazibao post`) wrote to the same data folder.  The member web UI (the web package) is served
-on a second listener of its own, ``ui_listen``, never on the gossip listener.
+It serves the gossip API on its own listener and performs what the gossip policy
+(protocol/gossip.py) decides -- announcements and pushes of fresh posts, anti-entropy syncs,
+peer exchanges, back-off and forgetting of peers -- over HTTP and the store, reporting every
+result back to it.  It also picks up posts that another process (`dazibao post`) wrote to the
+same data folder.  The member web UI (the web package) is served on a second listener of its
+own, ``ui_listen``, never on the gossip listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
-from dazibao.protocol import limits, messages, peers, posts
-from dazibao.protocol.errors import RemoteProtocolError
+from dazibao.protocol import gossip, limits, messages, peers, posts
 
 from .api import make_gossip_app
 from .config import Config, DataDir, parse_listen
@@ -30,28 +33,22 @@ from .keys import KeyStore
 from .listeners import make_runner, start_listener
 from .retention import retention_loop
 from .service import NodeCore
-from .store import StorageFullError, Store
+from .store import PeerRow, StorageFullError, Store
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 from .web import make_ui_app
 from .web.public import make_public_app
 
-__all__ = ["Node", "run_node", "AlreadyRunningError", "peer_states", "INVALID_DATA_CODES"]
+__all__ = ["Node", "run_node", "AlreadyRunningError", "peer_states"]
 
 log = logging.getLogger("dazibao.node")
 
 POLL_INTERVAL_S = 1.0
-MAINTENANCE_INTERVAL_S = 600.0
+#: How often the peer list in the store is read for peers added by `dazibao peers add`.
+PEER_POLL_INTERVAL_S = 5.0
 RESTART_DELAY_S = 5.0
 
-#: Rejection codes that mean the peer sent bad data (as opposed to posts we merely did not
-#: want): a peer that sends such posts is penalized like a failing one.
-INVALID_DATA_CODES = frozenset({
-    "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large", "unknown_kind",
-    "bad_board", "bad_body", "bad_signature", "future",
-})
 
-
-def peer_states(rows) -> list[peers.PeerState]:
+def peer_states(rows: Iterable[PeerRow]) -> list[peers.PeerState]:
     """The store's peer rows as the pure policy's PeerState values."""
     return [
         peers.PeerState(url=r.url, source=r.source, failures=r.failures, next_try_at_ms=r.next_try_at_ms,
@@ -63,14 +60,26 @@ def peer_states(rows) -> list[peers.PeerState]:
 class Node:
     """A running node: the core plus its listeners and background tasks."""
 
-    def __init__(self, data: DataDir, config: Config, *, rng: random.Random | None = None) -> None:
+    def __init__(self, data: DataDir, config: Config, *, rng: random.Random | None = None,
+                 trace: list[tuple[int, object, list[gossip.Action]]] | None = None) -> None:
+        """``rng`` is the gossip policy's randomness; ``trace`` a list that records its every
+        input and decision (see gossip.Gossip), for tests that replay them."""
         self.data = data
         self.config = config
         self.core = NodeCore(data, config)
         self.rng = rng or random.SystemRandom()
+        self.trace = trace
+        #: The gossip policy: every decision about peers, pushes and syncs is made there.
+        self.gossip: gossip.Gossip | None = None
         self._runners: list[web.AppRunner] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._push_queue: asyncio.Queue[tuple[list[posts.Post], str | None]] = asyncio.Queue()
+        #: Set when the policy's next timer may have moved.
+        self._wake = asyncio.Event()
+        #: Peer changes to write to the store, in the order decided.
+        self._saves: asyncio.Queue[gossip.Action] = asyncio.Queue()
+        #: Syncs, pushes and peer exchanges in flight, each a task of its own.
+        self._jobs: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
         #: Peers learned by exchange are untrusted: their names must not resolve to private
         #: addresses (unless allow_private_peers), so they get a session of their own.
@@ -94,18 +103,26 @@ class Node:
         self.core.on_new_posts.append(lambda new, source: self._push_queue.put_nowait((new, source)))
         host, port = parse_listen(self.config.gossip_listen, "gossip_listen")
         # Every listener is guarded (node/listeners.py): deadlines, connection and memory caps.
-        runner = make_runner(make_gossip_app(self.core))
+        runner = make_runner(make_gossip_app(self.core, self))
         await runner.setup()
         self._runners.append(runner)
         await start_listener(runner, host, port)
         self.gossip_url = _url_of(runner)
+        rows = await self.core.db.call(Store.list_peers)
+        self.gossip = gossip.Gossip(
+            gossip.GossipConfig(
+                fanout=self.config.push_fanout, sync_interval_ms=int(self.config.sync_interval_s * 1000),
+                peer_exchange=self.config.peer_exchange, max_peers=self.config.max_peers,
+                allow_private=self.config.allow_private_peers, self_urls=frozenset(self._self_urls())),
+            self.rng, now=self.core.now_ms(), peers=peer_states(rows), trace=self.trace)
         await self._start_ui()
         await self._start_public_view()
         self._tasks = [
             self._supervised("poll", self._poll_loop),
             self._supervised("push", self._push_loop),
-            self._supervised("anti-entropy", self._anti_entropy_loop),
-            self._supervised("maintenance", self._maintenance_loop),
+            self._supervised("gossip", self._gossip_loop),
+            self._supervised("peer store", self._save_loop),
+            self._supervised("peer poll", self._peer_poll_loop),
             # Mirror retention (node/retention.py): at start, then hourly; ends at once if unset.
             self._supervised("retention", lambda: retention_loop(self.core, self.config.retention_days)),
         ]
@@ -113,7 +130,7 @@ class Node:
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
                  len(await self.peer_urls()))
 
-    def _supervised(self, name: str, loop_fn) -> asyncio.Task:
+    def _supervised(self, name: str, loop_fn: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Run a background loop; if it fails with a bug, log it with its traceback and start
         it again after a pause, so that one bad moment does not silently end gossip."""
 
@@ -178,9 +195,9 @@ class Node:
         self._wrote_info = True
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._jobs]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._jobs]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for runner in self._runners:
@@ -197,121 +214,168 @@ class Node:
         rows = await self.core.db.call(Store.list_peers)
         return [row.url for row in rows]
 
-    async def _peer_states(self) -> list[peers.PeerState]:
-        return peer_states(await self.core.db.call(Store.list_peers))
-
     def _self_urls(self) -> set[str]:
         return {u for u in (self.gossip_url, self.config.public_url) if u}
 
-    def _client(self, state: peers.PeerState) -> PeerClient:
-        untrusted = state.source == "pex"
+    # --- the gossip policy's doors (also node/api.py's GossipHooks) -------------------------------
+
+    def report(self, event: gossip.Event) -> list[gossip.Action]:
+        """Tell the gossip policy what happened and perform what it decides; the actions."""
+        if self.gossip is None:
+            return []
+        actions = self.gossip.handle_event(event, self.core.now_ms())
+        self._perform(actions)
+        return actions
+
+    def announced(self, peer: str | None, ids: Sequence[bytes]) -> list[bytes]:
+        if self.gossip is None:
+            # Before the policy exists (the listener is up a moment earlier): want them all.
+            return list(ids)
+        actions = self.report(gossip.Announced(peer, tuple(ids)))
+        return [i for a in actions if isinstance(a, gossip.Want) for i in a.ids]
+
+    def inbound(self, url: str) -> None:
+        self.report(gossip.InboundPeer(url))
+
+    def _perform(self, actions: Iterable[gossip.Action]) -> None:
+        for action in actions:
+            if isinstance(action, gossip.Sync):
+                self._job(self._sync(action.peer), f"sync with {action.peer}")
+            elif isinstance(action, gossip.Announce):
+                self._job(self._push(action.peer, action.ids_by_board), f"push to {action.peer}")
+            elif isinstance(action, gossip.Exchange):
+                self._job(self._exchange(action.peer), f"peer exchange with {action.peer}")
+            elif isinstance(action, gossip.Refused):
+                self.core.counters.rejected[action.code] += 1
+            elif isinstance(action, (gossip.SavePeer, gossip.PeerOk, gossip.BackOff, gossip.Forget)):
+                self._saves.put_nowait(action)
+        self._wake.set()
+
+    def _job(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        # Each sync, push and exchange runs on its own, bounded by its own timeouts: a peer that
+        # hangs delays nothing but its own job.
+        task = asyncio.create_task(coro, name=name)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _gossip_loop(self) -> None:
+        # Sleep until the policy's next timer, or until an event may have moved it.
+        while True:
+            assert self.gossip is not None
+            self._wake.clear()
+            delay = (self.gossip.next_timer() - self.core.now_ms()) / 1000
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                continue
+            self._perform(self.gossip.handle_timer(self.core.now_ms()))
+
+    async def _save_loop(self) -> None:
+        # Peer changes are written in the order the policy made them, one at a time.
+        db = self.core.db
+        while True:
+            action = await self._saves.get()
+            if isinstance(action, gossip.SavePeer):
+                await db.call(Store.add_peer, action.url, action.source, action.at_ms)
+            elif isinstance(action, gossip.PeerOk):
+                await db.call(Store.record_peer_success, action.peer, action.at_ms, action.received, action.rejected)
+            elif isinstance(action, gossip.BackOff):
+                await db.call(Store.record_peer_failure, action.peer, action.at_ms, action.reason, action.until_ms)
+            elif isinstance(action, gossip.Forget):
+                await db.call(Store.remove_peer, action.peer)
+
+    async def _peer_poll_loop(self) -> None:
+        # Peers the operator adds while the node runs (`dazibao peers add`) are in the store only.
+        while True:
+            await asyncio.sleep(PEER_POLL_INTERVAL_S)
+            assert self.gossip is not None
+            for row in await self.core.db.call(Store.list_peers):
+                known = self.gossip.peer(row.url)
+                if row.source != "pex" and (known is None or known.source != row.source):
+                    self.report(gossip.PeerLearned(row.url, row.source))
+
+    def _client(self, url: str) -> PeerClient:
+        state = self.gossip.peer(url) if self.gossip is not None else None
+        # A peer the policy no longer knows is as untrusted as a learned one.
+        untrusted = state is None or state.source == "pex"
         session = self.untrusted_session if untrusted else self.session
         assert session is not None
         # A learned peer given as an IP literal never meets the resolver's check: the client
         # checks the literal itself before every request.
-        return PeerClient(session, state.url, public_only=untrusted and not self.config.allow_private_peers)
+        return PeerClient(session, url, public_only=untrusted and not self.config.allow_private_peers,
+                          origin=self._origin_for(url))
 
-    async def _fail(self, state: peers.PeerState, reason: str) -> None:
-        now = self.core.now_ms()
-        # Read the failure count now, not from ``state``: a push and a sync may both have failed
-        # since ``state`` was read, and each failure must lengthen the back-off.
-        rows = await self.core.db.call(Store.list_peers)
-        failures = next((r.failures for r in rows if r.url == state.url), state.failures)
-        await self.core.db.call(Store.record_peer_failure, state.url, now, reason[:300],
-                                now + peers.backoff_ms(failures + 1, self.rng))
+    def _origin_for(self, url: str) -> str:
+        """What this node sends as its ``Dazibao-Peer`` header to ``url`` (docs/protocol.md).
 
-    async def sync_once(self, state: peers.PeerState) -> None:
-        """One anti-entropy sync with a peer, recording its health, then peer exchange.
-
-        Any failure backs the peer off: an error or timeout of one request, an answer that is
-        not acceptable, or the whole sync lasting longer than peer_sync_timeout_s.
+        The configured ``public_url`` when there is one.  Otherwise ``http://*:PORT``, "my
+        gossip API listens on this port of the address you see me call from", but only where
+        that can be true: when the gossip listener is not on loopback, or when the peer called
+        is on loopback too (the same machine).  A member's node on 127.0.0.1 calling out to
+        the internet sends nothing, so that nobody tries to call back into its home network.
         """
-        client = self._client(state)
+        if self.config.public_url:
+            return self.config.public_url
+        if not self.gossip_url:
+            return ""
+        listen = urlsplit(self.gossip_url)
+        if _is_loopback(listen.hostname or "") and not _is_loopback(urlsplit(url).hostname or ""):
+            return ""
+        return f"http://*:{listen.port}"
+
+    async def _sync(self, url: str) -> None:
+        """One anti-entropy sync with a peer; the result goes to the policy.
+
+        Any failure is reported: an error or timeout of one request, an answer that is not
+        acceptable, or the whole sync lasting longer than peer_sync_timeout_s.
+        """
+        event: gossip.SyncDone
         try:
             async with asyncio.timeout(limits.PEER_SYNC_TIMEOUT_S):
-                report = await sync_with(self.core, client)
+                report = await sync_with(self.core, self._client(url))
         except TimeoutError:
-            await self._fail(state, f"timeout: sync took longer than {limits.PEER_SYNC_TIMEOUT_S} s")
-            log.info("sync with %s failed: took longer than %s s", state.url, limits.PEER_SYNC_TIMEOUT_S)
-            return
+            log.info("sync with %s failed: took longer than %s s", url, limits.PEER_SYNC_TIMEOUT_S)
+            event = gossip.SyncDone(url, f"timeout: sync took longer than {limits.PEER_SYNC_TIMEOUT_S} s")
         except PeerError as exc:
-            await self._fail(state, f"{exc.code}: {exc.message}")
-            log.info("sync with %s failed: %s", state.url, exc)
-            return
+            log.info("sync with %s failed: %s", url, exc)
+            event = gossip.SyncDone(url, f"{exc.code}: {exc.message}")
         except StorageFullError:
             # Our disk, not the peer's fault: the store has said so once in the log already.
-            log.debug("sync with %s stopped: this node's storage is full", state.url)
-            return
-        invalid = [code for _, code in report.rejected if code in INVALID_DATA_CODES]
-        await self.core.db.call(Store.record_peer_success, state.url, self.core.now_ms(),
-                                report.received, len(report.rejected))
-        if invalid:
-            # A peer that hands out invalid posts is backed off like a failing one.
-            await self._fail(state, f"sent {len(invalid)} invalid posts ({invalid[0]})")
-            log.warning("peer %s sent %d invalid posts", state.url, len(invalid))
-        if report.received or report.sent:
-            log.info("synced with %s: received %d, sent %d", state.url, report.received, report.sent)
-        if report.bad_boards:
-            # Counted like other refused input, so that the status page shows it.
-            self.core.counters.rejected["bad_board"] += report.bad_boards
-            log.info("peer %s lists %d invalid board names (ignored)", state.url, report.bad_boards)
-        if self.config.peer_exchange:
-            await self.exchange_peers(client, state)
+            log.debug("sync with %s stopped: this node's storage is full", url)
+            event = gossip.SyncDone(url, local=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug that a peer's answer reaches must neither end anti-entropy nor let that
+            # peer be chosen again at once: log it, and the peer is backed off.
+            log.exception("sync with %s failed unexpectedly", url)
+            event = gossip.SyncDone(url, "internal_error: the sync failed unexpectedly")
+        else:
+            codes = tuple(code for _, code in report.rejected)
+            blamed = gossip.blamed_codes(codes)
+            if blamed:
+                log.warning("peer %s sent %d invalid posts", url, len(blamed))
+            if report.received or report.sent:
+                log.info("synced with %s: received %d, sent %d", url, report.received, report.sent)
+            if report.bad_boards:
+                # Counted like other refused input, so that the status page shows it.
+                self.core.counters.rejected["bad_board"] += report.bad_boards
+                log.info("peer %s lists %d invalid board names (ignored)", url, report.bad_boards)
+            event = gossip.SyncDone(url, received=report.received, rejected=codes)
+        self.report(event)
 
-    async def exchange_peers(self, client: PeerClient, state: peers.PeerState | None = None) -> int:
-        """Learn peers from ``client``'s peer list (untrusted input).  Returns how many were new.
-
-        A failed exchange (unreachable, redirect, timeout, an answer that is not a peer list)
-        backs the peer off when its ``state`` is given.
-        """
+    async def _exchange(self, url: str) -> None:
+        """Ask a peer for its peers; the policy checks each one (untrusted input)."""
         try:
-            offered = await client.peers()
+            offered = await self._client(url).peers()
         except PeerError as exc:
-            log.info("peer exchange with %s failed: %s", client.url, exc)
-            if state is not None:
-                await self._fail(state, f"{exc.code}: {exc.message}")
-            return 0
-        known = set(await self.peer_urls()) | self._self_urls()
-        added = 0
-        for url in offered[: peers.MAX_PEERS_PER_EXCHANGE]:
-            try:
-                url = peers.check_learned_peer(url, allow_private=self.config.allow_private_peers)
-            except RemoteProtocolError:
-                self.core.counters.rejected["bad_peer_url"] += 1
-                continue
-            if url in known:
-                continue
-            known.add(url)
-            if await self.core.db.call(Store.add_peer, url, "pex", self.core.now_ms()):
-                added += 1
-        if added:
-            log.info("learned %d peers from %s", added, client.url)
-            await self._forget_peers()
-        return added
-
-    async def _forget_peers(self) -> None:
-        states = await self._peer_states()
-        for url in peers.peers_to_forget(states, self.core.now_ms(), self.config.max_peers):
-            await self.core.db.call(Store.remove_peer, url)
-
-    async def _anti_entropy_loop(self) -> None:
-        # A first sync soon after start, then one every sync_interval_s (jittered by +-50%, so
-        # that nodes started together do not stay in lock step).
-        delay = self.rng.uniform(0.2, 1.0)
-        while True:
-            await asyncio.sleep(delay)
-            states = await self._peer_states()
-            url = peers.choose_sync_peer(states, self.core.now_ms(), self.rng, exclude=self._self_urls())
-            if url is not None:
-                state = next(s for s in states if s.url == url)
-                try:
-                    await self.sync_once(state)
-                except Exception:
-                    # A bug that a peer's answer reaches must neither end anti-entropy nor
-                    # let that peer be chosen again at once: log it and back the peer off.
-                    log.exception("sync with %s failed unexpectedly", url)
-                    await self._fail(state, "internal_error: the sync failed unexpectedly")
-            delay = self.config.sync_interval_s * self.rng.uniform(0.5, 1.5)
+            log.info("peer exchange with %s failed: %s", url, exc)
+            self.report(gossip.ExchangeDone(url, f"{exc.code}: {exc.message}"))
+            return
+        known = len(self.gossip.peers()) if self.gossip is not None else 0
+        self.report(gossip.ExchangeDone(url, offered=tuple(offered)))
+        if self.gossip is not None and len(self.gossip.peers()) > known:
+            log.info("learned %d peers from %s", len(self.gossip.peers()) - known, url)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -324,59 +388,51 @@ class Node:
             await self.core.index_for_search_when_idle()
 
     async def _push_loop(self) -> None:
-        # Each push runs on its own, bounded by its own timeouts: a peer that hangs delays
-        # nothing but its own push, and the next fresh post goes out to the others at once.
-        # A peer with a push still in flight is not chosen again until it ends, so a hung peer
-        # holds one task, not one per post; what it misses, anti-entropy brings it later.
-        in_flight: dict[str, asyncio.Task] = {}
-        try:
-            while True:
-                new, source = await self._push_queue.get()
-                # Gather whatever else is already queued, so a burst goes out as one announcement.
-                while not self._push_queue.empty():
-                    more, _ = self._push_queue.get_nowait()
-                    new.extend(more)
-                states = await self._peer_states()
-                targets = peers.choose_push_targets(
-                    states, self.config.push_fanout, self.core.now_ms(), self.rng,
-                    exclude=self._self_urls() | {source or ""} | set(in_flight))
-                by_url = {s.url: s for s in states}
-                for url in targets:
-                    task = asyncio.create_task(self._push_to(by_url[url], new), name=f"push to {url}")
-                    in_flight[url] = task
-                    task.add_done_callback(lambda _, u=url: in_flight.pop(u, None))
-        finally:
-            for task in list(in_flight.values()):
-                task.cancel()
-
-    async def _maintenance_loop(self) -> None:
+        # Fresh posts go to the policy, which chooses whom to announce them to.
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-            await self._forget_peers()
+            new, source = await self._push_queue.get()
+            # Gather whatever else is already queued, so a burst goes out as one announcement.
+            while not self._push_queue.empty():
+                more, _ = self._push_queue.get_nowait()
+                new.extend(more)
+            by_board: dict[str, list[bytes]] = {}
+            for post in new:
+                by_board.setdefault(post.board, []).append(post.id)
+            self.report(gossip.NewPosts(tuple((b, tuple(ids)) for b, ids in by_board.items()), source))
 
-    async def _push_to(self, state: peers.PeerState, new: Sequence[posts.Post]) -> None:
-        client = self._client(state)
-        url = state.url
-        by_id = {p.id: p for p in new}
-        ids = list(by_id)
+    async def _push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
+        """Announce ids to a peer, board by board, and push the posts it wants."""
+        client = self._client(url)
+        error: str | None = None
         try:
-            for i in range(0, len(ids), limits.MAX_IDS_PER_REQUEST):
-                wanted = await client.announce(ids[i : i + limits.MAX_IDS_PER_REQUEST])
-                raws = [by_id[w].raw for w in wanted if w in by_id]
+            for batch in messages.announcement_batches(ids_by_board):
+                wanted = await client.announce_boards(batch)
+                offered = {i for _, ids in batch for i in ids}
+                raws = await self.core.db.call(Store.get_raw, [w for w in wanted if w in offered])
                 # Batches bounded in bytes too: 512 large posts would not fit one request.
-                for batch in messages.post_batches(raws):
-                    await client.push(batch)
+                for posts_batch in messages.post_batches(raws):
+                    await client.push(posts_batch)
         except PeerError as exc:
             # A peer that fails a push (unreachable, a redirect, too slow) is backed off like
             # one that fails a sync, so that the next pushes go to peers that answer.
             log.info("push to %s failed: %s", url, exc)
-            await self._fail(state, f"{exc.code}: {exc.message}")
+            error = f"{exc.code}: {exc.message}"
         except asyncio.CancelledError:
             raise
         except Exception:
             # This runs as a task of its own: nobody else would see the error.
             log.exception("push to %s failed unexpectedly", url)
-            await self._fail(state, "internal_error: the push failed unexpectedly")
+            error = "internal_error: the push failed unexpectedly"
+        self.report(gossip.PushDone(url, error))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_of(runner: web.AppRunner) -> str:

@@ -29,7 +29,6 @@ __all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch", "chosen_boa
 log = logging.getLogger("dazibao.node")
 
 BOARDS_META = "boards"
-INFLIGHT_MS = 30_000
 T = TypeVar("T")
 
 
@@ -156,9 +155,6 @@ class NodeCore:
         #: When posts from outside were last stored (clock seconds): search indexing waits
         #: for a quiet moment, so that it does not slow a flood of posts down further.
         self.last_ingest = 0.0
-        #: Ids asked for after an announcement and not yet received, with when to give up on
-        #: them: a second announcer of the same post is not asked again meanwhile.
-        self.inflight: dict[bytes, int] = {}
         #: The boards this node carries; empty means every board (docs/running.md, "boards").
         self.boards: frozenset[str] = frozenset(config.boards)
         #: Called with the newly stored posts (from peers, imports or another process).
@@ -266,19 +262,8 @@ class NodeCore:
         days = self.config.retention_days.get(post.board, 0)
         return days > 0 and post.created_at_ms < self.now_ms() - days * 86_400_000
 
-    def want(self, ids: Iterable[bytes], now_ms: int) -> list[bytes]:
-        """Of ``ids`` (already known to be missing here), those not already asked for."""
-        if len(self.inflight) > 100_000:
-            self.inflight = {i: t for i, t in self.inflight.items() if t > now_ms}
-        wanted = [i for i in ids if self.inflight.get(i, 0) <= now_ms]
-        for i in wanted:
-            self.inflight[i] = now_ms + INFLIGHT_MS
-        return wanted
-
     async def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
         added = list(added)
-        for item in added:
-            self.inflight.pop(item.id, None)
         await self.on_index(_update_index, [item.key for item in added], list(removed_keys))
 
     async def forget_keys(self, keys: Iterable[bytes]) -> None:

@@ -123,10 +123,14 @@ class PeerClient:
     name; the session's resolver (PublicOnlyResolver) checks what a name resolves to.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, *, public_only: bool = False) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, *, public_only: bool = False,
+                 origin: str = "") -> None:
         self.session = session
         self.url = url.rstrip("/")
         self.public_only = public_only
+        #: This node's public gossip URL, sent with every request (docs/protocol.md,
+        #: "Dazibao-Peer") so that the peer can call back; empty: none is sent.
+        self.origin = origin
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if resp.content_length is not None and resp.content_length > limit:
@@ -153,10 +157,13 @@ class PeerClient:
         """One request; the answer's body if it is a 200.  Raises PeerError."""
         if self.public_only:
             self._check_host()
+        headers = {"Content-Type": MSGPACK} if body is not None else {}
+        if self.origin:
+            headers["Dazibao-Peer"] = self.origin
         try:
             async with self.session.request(
                 method, self.url + path, data=body, timeout=timeout, allow_redirects=False,
-                headers={"Content-Type": MSGPACK} if body is not None else None,
+                headers=headers or None,
             ) as resp:
                 if 300 <= resp.status < 400:
                     # Following it would let the peer aim this node at any address (the LAN, a
@@ -189,7 +196,9 @@ class PeerClient:
     async def info(self) -> dict:
         """The peer's ``/v1/info``, with ``boards`` holding only valid board names and
         ``bad_boards`` counting the others.  Raises PeerError."""
-        data = await self._request("GET", "/v1/info", limit=limits.MAX_PEER_INFO_BYTES, timeout=SHORT_TIMEOUT)
+        # Without the limits table, which this node does not use (docs/protocol.md, "GET /v1/info").
+        data = await self._request("GET", "/v1/info?limits=0", limit=limits.MAX_PEER_INFO_BYTES,
+                                   timeout=SHORT_TIMEOUT)
         info = self._json(data, "/v1/info")
         boards = info.get("boards")
         if not isinstance(boards, list):
@@ -227,11 +236,25 @@ class PeerClient:
         return list(self._decode(messages.decode_posts, data).posts)
 
     async def push(self, raws: Sequence[bytes]) -> messages.PushResult:
-        data = await self._request("POST", "/v1/posts", messages.encode_posts(raws))
+        data = await self._request("POST", "/v1/posts?index=1", messages.encode_posts(raws))
         return self._decode(messages.decode_push_result, data)
 
     async def announce(self, ids: Sequence[bytes]) -> list[bytes]:
+        """Offer ids with the older announcement, which names no board; the ids wanted back."""
         data = await self._request("POST", "/v1/announce", messages.encode_ids(ids), timeout=SHORT_TIMEOUT)
+        return list(self._decode(messages.decode_ids, data).ids)
+
+    async def announce_boards(self, ids_by_board: Sequence[tuple[str, Sequence[bytes]]]) -> list[bytes]:
+        """Offer ids grouped by board (at most max_ids_per_request); the ids wanted back.  A peer
+        that knows only the older announcement refuses this one with unsupported_version: it
+        is offered the older one.  Raises PeerError."""
+        body = messages.encode_announcement(ids_by_board)
+        try:
+            data = await self._request("POST", "/v1/announce", body, timeout=SHORT_TIMEOUT)
+        except PeerError as exc:
+            if exc.code != "unsupported_version":
+                raise
+            return await self.announce([i for _, ids in ids_by_board for i in ids])
         return list(self._decode(messages.decode_ids, data).ids)
 
     def _decode(self, fn, data):

@@ -84,6 +84,27 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_peer_info_bytes", 1_048_576, "bytes", "answer to GET /v1/info or GET /v1/peers", scope="node",
           why="Read into memory and parsed as JSON; an honest info lists at most 1024 boards, under "
               "600 KiB even with every name at its longest in escaped JSON."),
+    # Node: the gossip policy (protocol/gossip.py; docs/gossip.md).
+    Limit("peer_backoff_base_s", 5, "seconds", "wait before trying a peer again after its first failure",
+          scope="node",
+          why="Doubles at every failure in a row up to peer_backoff_max_s: a peer that failed once (a "
+              "restart, a lost connection) is back within seconds, a dead one costs a request an hour."),
+    Limit("peer_backoff_max_s", 3_600, "seconds", "longest wait before trying a failing peer again",
+          scope="node",
+          why="A peer that was down for a day is tried again within the hour after it returns; a dead "
+              "or hostile peer costs one request an hour."),
+    Limit("sync_tries_per_round", 3, "peers", "peers tried in one anti-entropy round when the first fails",
+          scope="node",
+          why="One dead peer must not cost a whole sync interval, and a node whose peers all fail must "
+              "not make a burst of requests: three tries find a live peer unless most are down."),
+    Limit("announce_inflight_s", 30, "seconds",
+          "an id asked of one announcer is not asked of another for this long", scope="node",
+          why="A post announced by several peers is received once; if the first announcer never pushes "
+              "it, the next announcement after this is answered, and anti-entropy fetches it anyway."),
+    Limit("max_announce_inflight_ids", 100_000, "ids", "ids remembered as asked for and not yet received",
+          scope="node",
+          why="Bounds the memory of the in-flight set (about 10 MB) against a peer that announces ids it "
+              "never pushes; past it ids are still wanted, only not deduplicated."),
     # Node: the gossip listener (node/api.py, node/listeners.py).
     Limit("listener_idle_timeout_s", 15, "seconds", "an idle connection (no request begun) is closed after this",
           scope="node",
@@ -244,6 +265,11 @@ PEER_REQUEST_TIMEOUT_S = by_name("peer_request_timeout_s")
 PEER_SHORT_REQUEST_TIMEOUT_S = by_name("peer_short_request_timeout_s")
 PEER_SYNC_TIMEOUT_S = by_name("peer_sync_timeout_s")
 MAX_PEER_INFO_BYTES = by_name("max_peer_info_bytes")
+PEER_BACKOFF_BASE_S = by_name("peer_backoff_base_s")
+PEER_BACKOFF_MAX_S = by_name("peer_backoff_max_s")
+SYNC_TRIES_PER_ROUND = by_name("sync_tries_per_round")
+ANNOUNCE_INFLIGHT_S = by_name("announce_inflight_s")
+MAX_ANNOUNCE_INFLIGHT_IDS = by_name("max_announce_inflight_ids")
 BUNDLE_RESYNC_OVERLAP = by_name("bundle_resync_overlap")
 MAX_IMPORT_PROBLEMS = by_name("max_import_problems")
 MAX_STORE_BYTES = by_name("max_store_bytes")

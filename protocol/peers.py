@@ -1,15 +1,15 @@
-"""Peer policy, pure: which peer addresses are acceptable, when a failing peer is tried again,
-whom to sync with and whom to push to, which peers to forget (docs/gossip.md).
+"""Peers, pure: which peer addresses are acceptable (in any spelling of a host), and what the
+gossip policy knows of one peer (:class:`PeerState`).
 
-The node keeps its peers in SQLite and the simulation keeps them in memory; both make their
-choices here, with the clock passed in as ``now_ms`` and randomness as ``rng``.
+Whom to sync with, whom to push to, when a failing peer is tried again and which peers to
+forget is decided in one place only, protocol/gossip.py.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,23 +25,9 @@ __all__ = [
     "embedded_ipv4",
     "check_learned_peer",
     "is_public_address",
-    "backoff_ms",
-    "due",
-    "choose_sync_peer",
-    "choose_push_targets",
-    "peers_to_forget",
-    "BASE_BACKOFF_MS",
-    "MAX_BACKOFF_MS",
-    "FORGET_AFTER_FAILURES",
     "MAX_PEERS_PER_EXCHANGE",
 ]
 
-BASE_BACKOFF_MS = 5_000
-MAX_BACKOFF_MS = 3_600_000
-#: A peer learned by exchange that failed this many times in a row, and has not answered for a
-#: day, is forgotten.  Peers the operator added are never forgotten.
-FORGET_AFTER_FAILURES = 8
-FORGET_AFTER_MS = 86_400_000
 #: Most peer addresses taken from one peer-exchange answer.
 MAX_PEERS_PER_EXCHANGE = 32
 
@@ -241,55 +227,3 @@ class PeerState:
     next_try_at_ms: int = 0
     last_ok_at_ms: int | None = None
     added_at_ms: int = 0
-
-
-def backoff_ms(failures: int, rng: Rng) -> int:
-    """Delay before trying a peer again after ``failures`` failures in a row.
-
-    5 s, 10 s, 20 s, ... doubling up to an hour, jittered by +-25% so that many nodes that lost
-    the same peer do not come back to it in step.
-    """
-    if failures <= 0:
-        return 0
-    base = min(BASE_BACKOFF_MS * 2 ** min(failures - 1, 30), MAX_BACKOFF_MS)
-    return int(base * rng.uniform(0.75, 1.25))
-
-
-def due(peers: Iterable[PeerState], now_ms: int, exclude: Iterable[str] = ()) -> list[PeerState]:
-    """The peers that may be contacted now (not backing off), minus ``exclude``."""
-    skip = set(exclude)
-    return [p for p in peers if p.next_try_at_ms <= now_ms and p.url not in skip]
-
-
-def choose_sync_peer(peers: Sequence[PeerState], now_ms: int, rng: Rng,
-                     exclude: Iterable[str] = ()) -> str | None:
-    """A random peer for anti-entropy among those due, or None."""
-    candidates = due(peers, now_ms, exclude)
-    return rng.choice(candidates).url if candidates else None
-
-
-def choose_push_targets(peers: Sequence[PeerState], k: int, now_ms: int, rng: Rng,
-                        exclude: Iterable[str] = ()) -> list[str]:
-    """Up to ``k`` distinct random peers, among those due, to announce fresh posts to."""
-    candidates = due(peers, now_ms, exclude)
-    return [p.url for p in rng.sample(candidates, min(k, len(candidates)))]
-
-
-def peers_to_forget(peers: Sequence[PeerState], now_ms: int, max_peers: int) -> list[str]:
-    """Peers to drop: dead exchange-learned ones, then the least healthy beyond ``max_peers``.
-
-    Peers an operator added (source 'config' or 'cli') are never dropped.
-    """
-    learned = [p for p in peers if p.source == "pex"]
-    drop = {
-        p.url for p in learned
-        if p.failures >= FORGET_AFTER_FAILURES
-        and now_ms - (p.last_ok_at_ms if p.last_ok_at_ms is not None else p.added_at_ms) > FORGET_AFTER_MS
-    }
-    keep = [p for p in learned if p.url not in drop]
-    excess = len(peers) - len(drop) - max_peers
-    if excess > 0:
-        # Worst first: most failures, then longest without an answer, then newest.
-        keep.sort(key=lambda p: (-p.failures, p.last_ok_at_ms or 0, -p.added_at_ms))
-        drop.update(p.url for p in keep[:excess])
-    return sorted(drop)

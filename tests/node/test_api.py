@@ -105,7 +105,7 @@ async def test_oversize_body(client, node, path):
     (b"\x92\x01", "malformed"),                       # truncated msgpack
     (b"\x92\x01\x90\x00", "malformed"),               # trailing byte
     (wire.pack([1, "not a list"]), "bad_field"),      # wrong type
-    (wire.pack([2, []]), "unsupported_version"),
+    (wire.pack([3, []]), "unsupported_version"),     # 2 is an announcement that names boards
     (wire.pack({"a": 1}), "bad_field"),
     (b"\xcb" + b"\x00" * 8, "bad_field"),             # a float
 ])
@@ -147,14 +147,83 @@ async def test_bad_posts_are_rejected_one_by_one(client, node):
     wrong_author = wire.pack([[1, "post", "labor", KEY.public_key, other.created_at_ms, None, other.body],
                               other.signature])                  # someone else's signature
     batch = [good.raw, bytes(forged), future.raw, wrong_author, b"\x93garbage"]
-    resp = await client.post("/v1/posts", data=wire.pack([1, batch]))
+    resp = await client.post("/v1/posts?index=1", data=wire.pack([1, batch]))
     assert resp.status == 200
     result = messages.decode_push_result(await resp.read())
     assert result.accepted == 1
     assert sorted(code for _, code in result.rejected) == sorted(
         ["bad_signature", "future", "bad_signature", "malformed"])
+    assert result.indices == (1, 2, 3, 4)
     assert await stored(node) == 1
     assert node.counters.rejected["bad_signature"] == 2
+
+
+async def test_an_oversized_post_is_refused_alone(client, node):
+    # One post over max_post_bytes refuses that post, not the request (docs/protocol.md,
+    # "POST /v1/posts": one bad post never makes the node refuse the others).
+    first, last = make_post("first"), make_post("last")
+    oversized = b"\x92" + b"x" * limits.MAX_POST_BYTES
+    resp = await client.post("/v1/posts?index=1", data=wire.pack([1, [first.raw, oversized, last.raw]]))
+    assert resp.status == 200
+    result = messages.decode_push_result(await resp.read())
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert result.rejected == ((None, "too_large"),) and result.indices == (1,)
+    assert await stored(node) == 2
+
+
+async def test_refusals_carry_no_index_unless_the_sender_asks(client, node):
+    # A node of an earlier revision reads only two-item refusals: it must get them.
+    resp = await client.post("/v1/posts", data=wire.pack([1, [make_post("fine").raw, b"\x93garbage"]]))
+    assert resp.status == 200
+    _, accepted, _, rejected = msgpack.unpackb(await resp.read())
+    assert accepted == 1 and rejected == [[None, "malformed"]]
+
+
+def _signed(key, kind, board, body, at_ms, parent=None) -> bytes:
+    """A post signed correctly by ``key`` whatever its fields (create_post would refuse it)."""
+    unsigned = [1, kind, board, key.public_key, at_ms, parent, body]
+    pid = posts.post_id(wire.pack(unsigned))
+    return wire.pack([unsigned, key.sign(posts.POST_SIGNATURE_TAG + pid)])
+
+
+async def test_every_refusal_names_its_index_and_every_id_that_can_be_told(client, node):
+    target = make_post("withdrawn soon")
+    retraction = make_post("", kind="retract", parent=target.id)
+    spoofed = _signed(KEY, "post", "\u202elabor", "spoofed board", target.created_at_ms)
+    good = make_post("kept")
+    batch = [retraction.raw, target.raw, b"\x93garbage", spoofed, good.raw, good.raw]
+    resp = await client.post("/v1/posts?index=1", data=wire.pack([1, batch]))
+    assert resp.status == 200
+    result = messages.decode_push_result(await resp.read())
+    assert (result.accepted, result.duplicates) == (2, 1)
+    # In batch order, each with its index: the target of a same-author retraction of the same
+    # batch, bytes too damaged to tell an id, and a canonical post whose board breaks the rule
+    # (its id is that of its bytes, though it does not decode in full).
+    assert list(zip(result.indices, result.rejected, strict=True)) == [
+        (1, (target.id, "retracted")),
+        (2, (None, "malformed")),
+        (3, (posts.claimed_id(spoofed), "bad_board")),
+    ]
+    assert node.counters.received == len(batch)
+    assert node.counters.rejected["retracted"] == node.counters.rejected["bad_board"] == 1
+    # Later copies of the retracted post are answered tombstoned, with their index too.
+    resp = await client.post("/v1/posts?index=1", data=wire.pack([1, [good.raw, target.raw]]))
+    result = messages.decode_push_result(await resp.read())
+    assert (result.accepted, result.duplicates) == (0, 1)
+    assert result.rejected == ((target.id, "tombstoned"),) and result.indices == (1,)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
+async def test_the_request_content_type_is_not_looked_at(client, node, content_type):
+    # docs/protocol.md, "Gossip HTTP API": the endpoint defines the body's format; a node
+    # sends application/x-msgpack and answers with it whatever the request said.
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    resp = await client.post("/v1/posts", data=messages.encode_posts([make_post("typed").raw]), headers=headers)
+    assert resp.status == 200 and resp.content_type == "application/x-msgpack"
+    assert messages.decode_push_result(await resp.read()).accepted == 1
+    resp = await client.post("/v1/posts", data=b"", headers=headers)
+    await expect_error(resp, 400, "malformed")
+    assert resp.content_type == "application/json"
 
 
 async def test_too_many_posts_in_a_batch(client, node):
@@ -317,3 +386,34 @@ async def test_info_lists_a_new_board_at_once(client):
     p = make_post(board="新的")
     await client.post("/v1/posts", data=messages.encode_posts([p.raw]))
     assert "新的" in (await (await client.get("/v1/info")).json())["boards"]
+
+
+@pytest.mark.parametrize(("claimed", "remote", "learned"), [
+    ("https://organizer.example:7470", "203.0.113.9", "https://organizer.example:7470"),
+    ("http://*:7470", "203.0.113.9", "http://203.0.113.9:7470"),
+    ("http://*:7470", "2001:db8::1", "http://[2001:db8::1]:7470"),
+    ("http://*:0", "203.0.113.9", ""),
+    ("http://*:70000", "203.0.113.9", ""),
+    ("http://*:80a", "203.0.113.9", ""),
+    ("http://*:7470", "", ""),
+])
+def test_the_callback_form_of_the_peer_header_names_the_callers_address(claimed, remote, learned):
+    from dazibao.node.api import callback_url
+
+    assert callback_url(claimed, remote) == learned
+
+
+def test_a_node_without_public_url_invites_callbacks_only_where_they_can_work(tmp_path):
+    from dazibao.node.config import DataDir, load_config
+    from dazibao.node.server import Node
+
+    data = DataDir(tmp_path / "n")
+    data.create()
+    node = Node(data, load_config(data, {}))
+    node.gossip_url = "http://127.0.0.1:7470"
+    assert node._origin_for("http://127.0.0.1:9000") == "http://*:7470"     # the same machine
+    assert node._origin_for("http://203.0.113.9:7470") == ""                 # never from loopback to afar
+    node.gossip_url = "http://0.0.0.0:7470"
+    assert node._origin_for("http://203.0.113.9:7470") == "http://*:7470"
+    node.config = load_config(data, {"public_url": "https://me.example:7470"})
+    assert node._origin_for("http://203.0.113.9:7470") == "https://me.example:7470"

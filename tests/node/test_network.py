@@ -14,7 +14,7 @@ import pytest
 from dazibao.node.store import Store
 from dazibao.protocol import identity, posts
 
-from .procs import NodeProcess, cli_env, dazibao, post_ids, wait_until
+from .procs import NodeProcess, cli_env, dazibao, post_ids, posts_json, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_chain_of_five_with_peer_exchange(tmp_path):
     nodes = []
     try:
         # n0 knows nobody; each later node knows only the one before it.
-        for i, (data, port) in enumerate(zip(datas, ports)):
+        for i, (data, port) in enumerate(zip(datas, ports, strict=True)):
             peers = (f"http://127.0.0.1:{ports[i - 1]}",) if i else ()
             nodes.append(FixedPortNode(data, port, peers).start())
         pid = dazibao(datas[0], "post", "--board", "labor", "from one end of the chain").stdout.strip()
@@ -69,6 +69,10 @@ def test_chain_of_five_with_peer_exchange(tmp_path):
             node.stop()
 
 
+def _text_post_ids(data) -> list[str]:
+    return sorted(p["id"] for p in posts_json(data) if p["kind"] == "post")
+
+
 def test_partition_then_heal(tmp_path):
     ports = [free_port() for _ in range(4)]
     datas = [init(tmp_path, f"p{i}") for i in range(4)]
@@ -83,15 +87,17 @@ def test_partition_then_heal(tmp_path):
         for i, data in enumerate(datas):
             for k in range(3):
                 made.append(dazibao(data, "post", "--board", "news", f"group post {i}.{k}").stdout.strip())
-        wait_until(lambda: post_ids(datas[0]) == post_ids(datas[1]) and len(post_ids(datas[0])) == 6,
+        # Three posts from each node, and the profile that went with its first.
+        wait_until(lambda: post_ids(datas[0]) == post_ids(datas[1]) and len(post_ids(datas[0])) == 8,
                    "group one to converge")
-        wait_until(lambda: post_ids(datas[2]) == post_ids(datas[3]) and len(post_ids(datas[2])) == 6,
+        wait_until(lambda: post_ids(datas[2]) == post_ids(datas[3]) and len(post_ids(datas[2])) == 8,
                    "group two to converge")
         time.sleep(2)  # a few more anti-entropy rounds: nothing may cross the partition
         assert not set(post_ids(datas[0])) & set(post_ids(datas[2]))
         # Heal: one member of group one learns one member of group two, while running.
         dazibao(datas[1], "peers", "add", url[2])
-        wait_until(lambda: all(post_ids(d) == sorted(made) for d in datas), "all four to converge", timeout=60)
+        wait_until(lambda: all(_text_post_ids(d) == sorted(made) and len(post_ids(d)) == 16 for d in datas),
+                   "all four to converge", timeout=60)
     finally:
         for node in nodes:
             node.stop()
@@ -128,3 +134,28 @@ def test_sigkill_while_receiving_a_sync(tmp_path):
     assert 0 < mid <= len(batch)
     with sqlite3.connect(sink / "dazibao.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_one_way_peer_lists_still_push_both_ways(tmp_path):
+    # n1 and n2 are each told only n0; n0 is told nobody.  Anti-entropy is hourly, so only
+    # pushes can carry a post from n1 to n2: n0 must have learned both from their calls.
+    ports = [free_port() for _ in range(3)]
+    datas = [init(tmp_path, f"w{i}") for i in range(3)]
+    url0 = f"http://127.0.0.1:{ports[0]}"
+    nodes = []
+    try:
+        for i, (data, port) in enumerate(zip(datas, ports, strict=True)):
+            env = {**gossip_env(port), "DAZIBAO_SYNC_INTERVAL_S": "3600"}
+            nodes.append(NodeProcess(data, peers=(url0,) if i else (), env=env,
+                                     gossip_listen=f"127.0.0.1:{port}").start())
+
+        def n0_knows_both() -> bool:
+            rows = dazibao(datas[0], "peers", "list", "--json").stdout
+            return all(f"127.0.0.1:{p}" in rows for p in ports[1:])
+
+        wait_until(n0_knows_both, "n0 to learn its callers")
+        pid = dazibao(datas[1], "post", "--board", "labor", "from a node nobody lists").stdout.strip()
+        wait_until(lambda: pid in post_ids(datas[2]), "the post to reach n2 by pushes alone", timeout=60)
+    finally:
+        for node in nodes:
+            node.stop()

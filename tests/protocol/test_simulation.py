@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from dazibao.protocol import peers
-from dazibao.protocol.simulation import SimConfig, Simulation, spread
+from dazibao.protocol import gossip
+from dazibao.protocol.simulation import SimConfig, Simulation, run_topology, spread
 
 SEEDS = range(200)
 MAX_ROUNDS = 400
@@ -97,4 +97,48 @@ def test_a_dead_peer_is_backed_off():
     for _ in range(6):
         sim.step()
     states = [p for n in sim.nodes[:2] for p in n.peers if p.url == dead.name]
-    assert states and all(p.failures >= 1 and p.next_try_at_ms > peers.BASE_BACKOFF_MS for p in states)
+    assert states and all(p.failures >= 1 and p.next_try_at_ms > gossip.BASE_BACKOFF_MS for p in states)
+
+
+def test_one_way_knowledge_is_completed_by_inbound_callers():
+    # Each node is told one peer, one way; a node nobody lists still receives pushes, because
+    # the peers it calls learn its address from the call.
+    topology = [(i, [i - 1] if i else [1]) for i in range(8)]
+    sim = Simulation(SimConfig(nodes=8, one_way=True, peer_exchange=True), random.Random(4), topology=topology)
+    sim.run_until(5_000)
+    last = sim.nodes[7]                     # listed by nobody
+    assert any(p.url == last.name for p in sim.nodes[6].peers)
+    post = sim.make_post(sim.nodes[0])
+    made = sim.time
+    sim.run_until(made + 5_000)             # far less than a sync interval: pushes did it
+    assert sim.converged([post.id]) and sim.time_to_all(post.id, made) < 1.0
+
+
+def test_a_hung_node_does_not_stall_the_others():
+    # n1 will be frozen; nobody depends on it alone.
+    topology = [(0, [1, 2]), (1, [2]), (2, [3]), (3, [0]), (4, [1, 3]), (5, [4])]
+    times = run_topology([(f"n{i}", [f"n{j}" for j in peers]) for i, peers in topology], random.Random(2),
+                         frozen="n1", posts=10)
+    assert all(t < 5.0 for t in sorted(times)[: len(times) // 2 + 1]), times
+    assert max(times) < 60.0
+
+
+def test_a_slow_clock_holds_future_posts_without_blaming_honest_peers():
+    sim = Simulation(SimConfig(nodes=12, degree=2, slow_clocks=0.25), random.Random(9))
+    slow = [n for n in sim.nodes if n.clock_offset_ms]
+    assert slow
+    sim.step()
+    post = sim.make_post(next(n for n in sim.nodes if not n.clock_offset_ms))
+    for _ in range(6):                      # three minutes: still "from the future" at the slow nodes
+        sim.step()
+    assert all(post.id not in n.posts for n in slow)
+    assert all(p.failures == 0 for n in slow for p in n.peers)
+    while not sim.converged([post.id]) and sim.round < 60:
+        sim.step()
+    assert sim.converged([post.id])
+
+
+def test_run_topology_reports_a_time_per_post():
+    ring = [(f"n{i}", [f"n{(i + 1) % 12}"]) for i in range(12)]
+    times = run_topology(ring, random.Random(1), posts=5)
+    assert len(times) == 5 and all(0 <= t < 15 for t in times)
