@@ -101,7 +101,8 @@ def run_case(rng, posts, by_age, a, b, d, kind) -> dict:
         for i in from_b:
             b.add(keys[i])
     init = result.pop("init")
-    if sorted(init.need) != sorted(posts[i][2] for i in from_a) or sorted(init.have) != sorted(posts[i][2] for i in from_b):
+    if (sorted(init.need) != sorted(posts[i][2] for i in from_a)
+            or sorted(init.have) != sorted(posts[i][2] for i in from_b)):
         raise AssertionError(f"reconciliation of n={n} d={d} {kind} did not find the difference")
     return result
 
@@ -158,15 +159,19 @@ def main(quick: bool) -> dict[str, float]:
         print(f"{n:>9} {d:>6} {kind:<14} {r['round_trips']:>6} {r['bytes_sent']:>9} {r['bytes_received']:>9} "
               f"{r['largest_message']:>8} {r['cpu_mean'] * 1000:>12.2f} {r['cpu_max'] * 1000:>8.2f} {target:>9}")
     for n in sizes:
-        print(f"n={n}: two indexes built in {out[f'n{n}_build_two_indexes_s']} s (max RSS {out[f'n{n}_max_rss_mb']} MB); "
-              f"full scan {out[f'n{n}_scan_cpu_ms']} ms of CPU = {out[f'n{n}_scan_over_small_diff_round_cpu']}x a round "
+        print(f"n={n}: two indexes built in {out[f'n{n}_build_two_indexes_s']} s "
+              f"(max RSS {out[f'n{n}_max_rss_mb']} MB); "
+              f"full scan {out[f'n{n}_scan_cpu_ms']} ms of CPU = "
+              f"{out[f'n{n}_scan_over_small_diff_round_cpu']}x a round "
               f"with d <= 1, {out[f'n{n}_scan_over_worst_round_cpu']}x the worst round of any case")
 
     # The targets of docs/reconciliation.md, "Measurements": 1.0 when met, 0.0 when not.
     big = sizes[-1]
     label = LABELS[big]
     checks = {
-        f"target_identical_{label}_one_round_under_1kb": out[f"identical_{label}_round_trips"] == 1 and out[f"identical_{label}_bytes"] < 1024,
+        f"target_identical_{label}_one_round_under_1kb": (
+            out[f"identical_{label}_round_trips"] == 1 and out[f"identical_{label}_bytes"] < 1024
+        ),
         f"target_n{big}_d1_random_at_most_4_rounds": out[f"n{big}_d1_random_round_trips"] <= 4,
         f"target_n{big}_d1_clustered_at_most_4_rounds": out[f"n{big}_d1_clustered_round_trips"] <= 4,
     }
@@ -177,7 +182,8 @@ def main(quick: bool) -> dict[str, float]:
     for name, ok in checks.items():
         out[name] = 1.0 if ok else 0.0
     missed = [name for name, ok in checks.items() if not ok]
-    print(f"targets met: {len(checks) - len(missed)} of {len(checks)}" + (f"; missed: {', '.join(missed)}" if missed else ""))
+    print(f"targets met: {len(checks) - len(missed)} of {len(checks)}"
+          + (f"; missed: {', '.join(missed)}" if missed else ""))
     return {k: float(v) for k, v in out.items()}
 
 

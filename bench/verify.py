@@ -55,7 +55,18 @@ _LATIN_WORDS = (
 ).split()
 # Common Chinese characters and punctuation, so that bodies look like real text to the decoder
 # (three UTF-8 bytes per character).
-_CJK = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严"
+_CJK = (
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种"
+    "面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本"
+    "去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比"
+    "或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
+    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做"
+    "必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权"
+    "收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信"
+    "马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连"
+    "断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存"
+    "候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严"
+)
 _CJK_PUNCT = "，。、；：！？"
 
 
@@ -134,7 +145,7 @@ def _candidates(sample: list[posts.Post]) -> dict[str, Callable[[], int]]:
         # Keys are loaded once, as a node would cache them per author: this is the raw verify.
         triples = [
             (Ed25519PublicKey.from_public_bytes(post.author), post.signature, message)
-            for post, message in zip(sample, messages)
+            for post, message in zip(sample, messages, strict=True)
         ]
 
         def raw_cryptography() -> int:
@@ -146,7 +157,7 @@ def _candidates(sample: list[posts.Post]) -> dict[str, Callable[[], int]]:
 
     if nacl is not None:
         crypto_sign_open = nacl.bindings.crypto_sign_open
-        pairs = [(post.signature + message, post.author) for post, message in zip(sample, messages)]
+        pairs = [(post.signature + message, post.author) for post, message in zip(sample, messages, strict=True)]
 
         def raw_libsodium() -> int:
             for signed, public_key in pairs:
@@ -215,7 +226,7 @@ def main(quick: bool) -> dict[str, float]:
 
     raw_names = [name for name in ("raw_libsodium", "raw_cryptography") if name in median]
     fastest = max(raw_names, key=lambda name: median[name])
-    ratio_check = statistics.median(c / f for c, f in zip(per_round["check_post"], per_round[fastest]))
+    ratio_check = statistics.median(c / f for c, f in zip(per_round["check_post"], per_round[fastest], strict=True))
 
     body_sizes = [len(post.body.encode("utf-8")) for post in sample]
     print(
@@ -252,7 +263,7 @@ def main(quick: bool) -> dict[str, float]:
     print(f"  check_post / fastest raw ({fastest}): {ratio_check:.3f}  (target >= 0.8)")
     if "raw_cryptography" in median and "raw_libsodium" in median:
         ratio_libs = statistics.median(
-            s / c for s, c in zip(per_round["raw_libsodium"], per_round["raw_cryptography"])
+            s / c for s, c in zip(per_round["raw_libsodium"], per_round["raw_cryptography"], strict=True)
         )
         result["ratio_libsodium_to_cryptography"] = round(ratio_libs, 3)
         print(f"  libsodium / cryptography: {ratio_libs:.3f}")

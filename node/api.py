@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dazibao.protocol import gossip, limits, messages, posts, reconcile
 from dazibao.protocol import peers as peer_policy
@@ -24,7 +25,7 @@ from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 from . import __version__
 from .listeners import client_key, subnet_key
 from .service import NodeCore
-from .store import StorageFullError, Store
+from .store import BoardInfo, StorageFullError, Store
 
 __all__ = ["make_gossip_app", "CORE", "MSGPACK", "error_response"]
 
@@ -105,7 +106,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler):
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     core = request.app[CORE]
     limiter = request.app[LIMITER]
     client, subnet = client_key(request.remote or ""), subnet_key(request.remote or "")
@@ -120,7 +121,7 @@ async def errors_middleware(request: web.Request, handler):
     return resp
 
 
-async def _answer(request: web.Request, handler, core: NodeCore) -> web.StreamResponse:
+async def _answer(request: web.Request, handler: Handler, core: NodeCore) -> web.StreamResponse:
     try:
         return await handler(request)
     except RemoteProtocolError as exc:
@@ -170,7 +171,7 @@ class _InfoBoards:
         self._names: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
 
-    def on_new_posts(self, new, source: str | None = None) -> None:
+    def on_new_posts(self, new: Iterable[posts.Post], source: str | None = None) -> None:
         if self.at is not None and any(p.board not in self._names for p in new):
             self.at = None
 
@@ -185,7 +186,7 @@ class _InfoBoards:
             return self.value
 
 
-def _choose_boards(configured, rows) -> tuple[list[str], bool]:
+def _choose_boards(configured: Collection[str], rows: Iterable[BoardInfo]) -> tuple[list[str], bool]:
     """At most max_info_boards board names, sorted, and whether that is all of them: the
     configured boards, or those with posts; past the cap, those with the newest activity."""
     newest = {r.board: r.last_at_ms for r in rows}
@@ -384,7 +385,7 @@ GOSSIP = web.AppKey("gossip", GossipHooks)
 
 
 @web.middleware
-async def inbound_middleware(request: web.Request, handler):
+async def inbound_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Tell the gossip policy of a caller that gave its address, once it was answered well:
     a node that only ever calls this one becomes a peer this one can push to."""
     resp = await handler(request)

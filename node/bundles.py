@@ -16,15 +16,17 @@ around it: files, the store, the clock, randomness for bundle ids, progress.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dazibao.protocol import bundle, limits
 from dazibao.protocol.errors import BundleError, LocalProtocolError
@@ -90,7 +92,7 @@ def parse_since(text: str, now_ms: int) -> int:
             "or an age (7d, 12h, 30m, 2w)"
         ) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     ms = int(when.timestamp() * 1000)
     if ms < 0:
         raise ValueError(f"{text!r} is before 1970")
@@ -117,10 +119,11 @@ class ExportReport:
     files: list[Path]
     posts: int
     bytes: int
-    bundle_id: bytes
+    # builtins.bytes: in the class body, ``bytes`` names the field above.
+    bundle_id: builtins.bytes
     boards: tuple[str, ...]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"files": [str(f) for f in self.files], "posts": self.posts, "bytes": self.bytes,
                 "bundle_id": self.bundle_id.hex(), "boards": list(self.boards)}
 
@@ -169,7 +172,8 @@ def _write_parts(store: Store, paths: list[Path], counts: list[int], scope: list
     temps: list[tuple[str, Path]] = []
     written = 0
     try:
-        for number, (path, count) in enumerate(zip(paths, counts), start=1):
+        # One path per part: part_paths(output, len(counts)), or [output] for the one part.
+        for number, (path, count) in enumerate(zip(paths, counts, strict=True), start=1):
             tmp = _temp_beside(path, mode)
             temps.append((tmp, path))
             encoder = bundle.BundleEncoder(bundle_id=bundle_id, created_at_ms=now_ms, boards=boards,
@@ -242,7 +246,7 @@ class FileReport:
     damaged: list[bundle.Damaged] = field(default_factory=list)
     damaged_more: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "file": str(self.path), "bundle_id": self.bundle_id.hex() if self.bundle_id else None,
             "part": self.part, "parts": self.parts, "boards": list(self.boards), "records": self.records,
@@ -259,7 +263,7 @@ class ImportReport:
     files: list[FileReport] = field(default_factory=list)
     added: int = 0
     duplicates: int = 0
-    refused: Counter = field(default_factory=Counter)  # code -> count: valid posts this node does not take
+    refused: Counter[str] = field(default_factory=Counter)  # code -> count: valid posts this node does not take
     #: (file, id, code) of the first ``max_import_problems`` invalid posts; ``invalid_more``
     #: counts the others, so that a crafted file cannot make the report itself fill memory.
     invalid: list[tuple[str, bytes | None, str]] = field(default_factory=list)
@@ -297,7 +301,7 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.problems()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "added": self.added,
@@ -313,7 +317,7 @@ class ImportReport:
         }
 
 
-def _bundle_events(path: Path, progress: Progress | None = None) -> Iterator[object]:
+def _bundle_events(path: Path, progress: Progress | None = None) -> Generator[object, None, None]:
     """The decoder events of one bundle file, read in chunks; ``progress`` gets the bytes read.
 
     Raises BundleFileError naming the file when it cannot be read or is not a bundle.
@@ -367,7 +371,7 @@ async def import_bundles(paths: Sequence[Path], ingest: Ingest, *, progress: Pro
         pending: list[bytes] = []
         pending_bytes = 0
 
-        async def flush() -> None:
+        async def flush(path: Path = path) -> None:
             nonlocal pending, pending_bytes
             if pending:
                 result = await ingest(pending)

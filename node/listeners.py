@@ -97,7 +97,7 @@ def subnet_key(host: str) -> str | None:
 
 
 def _busy_bytes(message: str) -> bytes:
-    body = ('{"error": {"code": "busy", "message": "%s"}}' % message).encode()
+    body = f'{{"error": {{"code": "busy", "message": "{message}"}}}}'.encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"

@@ -129,7 +129,7 @@ class IngestReport:
 @dataclass
 class Counters:
     received: int = 0
-    rejected: collections.Counter = field(default_factory=collections.Counter)
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class NodeCore:
@@ -297,7 +297,7 @@ class NodeCore:
             changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq)
             self._post_seq, self._tomb_seq = changes.post_seq, changes.tomb_seq
             carried = [row for row in changes.added if self.carries(row.board)]
-            fresh = await self.on_index(lambda index: [row for row in carried if row.key not in index])
+            fresh = await self.on_index(lambda index, rows=carried: [row for row in rows if row.key not in index])
             await self._apply(fresh, changes.removed_keys)
             decoded.extend(row.to_post() for row in fresh)
             if changes.complete:

@@ -12,24 +12,30 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
 import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from dazibao.protocol import limits, messages, peers as peer_policy, posts
+from dazibao.protocol import limits, messages, posts
+from dazibao.protocol import peers as peer_policy
 from dazibao.protocol.errors import BoardError, RemoteProtocolError
 from dazibao.protocol.reconcile import Initiator
 
 from .service import NodeCore
 from .store import Store
 
-__all__ = ["PeerError", "PeerClient", "PublicOnlyResolver", "NonPublicAddressError", "SyncReport", "sync_with", "scope_boards"]
+__all__ = [
+    "PeerError", "PeerClient", "PublicOnlyResolver", "NonPublicAddressError", "SyncReport", "sync_with", "scope_boards",
+]
 
 log = logging.getLogger("dazibao.sync")
+
+_T = TypeVar("_T")
 
 MSGPACK = "application/x-msgpack"
 ROUNDS_PER_PASS = 32
@@ -79,7 +85,7 @@ class SyncReport:
     #: Board names in the peer's /v1/info that break the board-name rule (ignored).
     bad_boards: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "peer": self.peer, "boards": self.boards, "rounds": self.rounds,
             "reconcile_bytes_sent": self.reconcile_bytes_sent,
@@ -106,7 +112,9 @@ class PublicOnlyResolver(ThreadedResolver):
     each time.  Raises NonPublicAddressError.
     """
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await super().resolve(host, port, family)
         public = [r for r in results if peer_policy.is_public_address(r["host"])]
         if not public:
@@ -183,7 +191,7 @@ class PeerClient:
         except aiohttp.ClientError as exc:
             raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
 
-    def _json(self, data: bytes, path: str) -> dict:
+    def _json(self, data: bytes, path: str) -> dict[str, Any]:
         try:
             value = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -193,7 +201,7 @@ class PeerClient:
             raise PeerError(self.url, "malformed", f"{path} is not a JSON object")
         return value
 
-    async def info(self) -> dict:
+    async def info(self) -> dict[str, Any]:
         """The peer's ``/v1/info``, with ``boards`` holding only valid board names and
         ``bad_boards`` counting the others.  Raises PeerError."""
         # Without the limits table, which this node does not use (docs/protocol.md, "GET /v1/info").
@@ -257,7 +265,7 @@ class PeerClient:
             return await self.announce([i for _, ids in ids_by_board for i in ids])
         return list(self._decode(messages.decode_ids, data).ids)
 
-    def _decode(self, fn, data):
+    def _decode(self, fn: Callable[[bytes], _T], data: bytes) -> _T:
         try:
             return fn(data)
         except RemoteProtocolError as exc:
@@ -291,7 +299,7 @@ def scope_boards(ours: Sequence[str], ours_all: bool, theirs: Sequence[str], the
 Progress = Callable[[str, int, int], None]
 
 
-def _chunks(items: Sequence[bytes], size: int):
+def _chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -332,10 +340,10 @@ async def _sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str
     for _ in range(MAX_PASSES):
         # The Initiator reads the index, so it runs on the index's own thread (NodeCore.index).
         initiator = Initiator(core.index, scope)
-        message: bytes | None = await core.on_index(lambda _: initiator.initiate())
+        message: bytes | None = await core.on_index(lambda _, i=initiator: i.initiate())
         while message is not None and initiator.rounds < ROUNDS_PER_PASS:
             reply = await client.reconcile(message)
-            message = await core.on_index(lambda _, r=reply: initiator.reconcile(r))
+            message = await core.on_index(lambda _, i=initiator, r=reply: i.reconcile(r))
         report.rounds += initiator.rounds
         report.reconcile_bytes_sent += initiator.bytes_sent
         report.reconcile_bytes_received += initiator.bytes_received
@@ -383,9 +391,9 @@ async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have:
     for chunk in _chunks(have, limits.MAX_POSTS_PER_BATCH):
         raws = await core.db.call(Store.get_raw, list(chunk))
         for batch in messages.post_batches(raws):
-            result = await client.push(batch)
-            report.sent += result.accepted
-            report.peer_rejected += [((i or b"").hex(), c) for i, c in result.rejected]
+            pushed = await client.push(batch)
+            report.sent += pushed.accepted
+            report.peer_rejected += [((i or b"").hex(), c) for i, c in pushed.rejected]
             done += len(batch)
             if progress:
                 progress("send", done, len(have))

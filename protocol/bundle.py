@@ -35,6 +35,7 @@ import hashlib
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import limits, posts, wire
 from .errors import (
@@ -224,7 +225,7 @@ def _trailer_payload(bundle_id: bytes, part: int, parts: int, post_count: int, d
     return wire.pack([FORMAT_VERSION, bundle_id, part, parts, post_count, digest])
 
 
-def _check_version(value: object, what: str) -> list:
+def _check_version(value: object, what: str) -> list[Any]:
     items = wire.expect_list(value, None, what)
     if not items or type(items[0]) is not int:
         raise FieldError(f"{what}: the first item must be the format version")
@@ -616,7 +617,9 @@ class BundleDecoder:
                     f"bundle format version {head[-1]} is not supported (this reads version {FORMAT_VERSION})"
                 )
             else:
-                self._suspect = BundleFormatError("not a dazibao bundle: the file does not start with a bundle signature")
+                self._suspect = BundleFormatError(
+                    "not a dazibao bundle: the file does not start with a bundle signature"
+                )
         self._consume(n)
         self._state = _State.FRAMES
         return True
@@ -864,7 +867,7 @@ def _ranges(numbers: Sequence[int]) -> str:
     """[1, 2, 3, 5] -> '1-3, 5'."""
     out: list[str] = []
     start = prev = numbers[0]
-    for n in list(numbers[1:]) + [None]:  # type: ignore[list-item]
+    for n in [*numbers[1:], None]:
         if n is not None and n == prev + 1:
             prev = n
             continue

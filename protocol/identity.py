@@ -14,6 +14,7 @@ import struct
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import nacl.bindings
 import nacl.exceptions
@@ -88,7 +89,7 @@ class SigningKey:
 
     __str__ = __repr__
 
-    def __reduce__(self):  # pragma: no cover - guard, not behaviour
+    def __reduce__(self) -> NoReturn:  # pragma: no cover - guard, not behaviour
         raise TypeError("signing keys are not picklable")
 
 

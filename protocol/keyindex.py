@@ -221,7 +221,7 @@ class KeyIndex:
         pre_n, pre_s = self._pre_n, self._pre_s
         del pre_n[d + 1 :], pre_s[d + 1 :]
         n, s = pre_n[d], pre_s[d]
-        for blk, bsum in zip(self._blocks[d:], self._sums[d:]):
+        for blk, bsum in zip(self._blocks[d:], self._sums[d:], strict=True):
             n += len(blk)
             s = (s + bsum) & _MASK
             pre_n.append(n)
@@ -295,7 +295,8 @@ class KeyIndex:
                 raise IndexError("key position out of range")
             sums.append(self._prefix_sum(*self._block_of(pos)))
         out = []
-        for a, b, sa, sb in zip(positions, positions[1:], sums, sums[1:]):
+        # Consecutive pairs: the shifted sequences are one shorter, and shorter wins.
+        for a, b, sa, sb in zip(positions, positions[1:], sums, sums[1:], strict=False):
             if b < a:
                 raise IndexError("positions must not decrease")
             out.append(fingerprint_of(sb - sa, b - a))

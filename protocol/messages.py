@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import limits, wire
 from .errors import FieldError, LocalProtocolError, TooLargeError, VersionError
@@ -59,7 +60,7 @@ MAX_CODE_CHARS = 64
 MAX_PUSH_RESULT_BYTES = 16 + limits.MAX_POSTS_PER_BATCH * (1 + 2 + ID_BYTES + 3 + 256 + 3)
 
 
-def _open(data: bytes, length: int, what: str, max_bytes: int = limits.MAX_REQUEST_BYTES) -> list:
+def _open(data: bytes, length: int, what: str, max_bytes: int = limits.MAX_REQUEST_BYTES) -> list[Any]:
     value = wire.unpack_message(data, max_bytes=max_bytes, version=MESSAGE_VERSION, what=what)
     return wire.expect_list(value, length, what)
 

@@ -187,7 +187,7 @@ def _check_fields(kind: str, board: str, parent: bytes | None, body: str) -> Non
         check_display_name(body, "profile display name")
 
 
-def _unsigned(kind: str, board: str, author: bytes, created_at_ms: int, parent: bytes | None, body: str) -> list:
+def _unsigned(kind: str, board: str, author: bytes, created_at_ms: int, parent: bytes | None, body: str) -> list[Any]:
     return [POST_FORMAT_VERSION, kind, board, author, created_at_ms, parent, body]
 
 

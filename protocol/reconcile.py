@@ -12,8 +12,8 @@ the difference, not with the size of the stores.
 * :func:`respond` is the side that answers: stateless, a pure function of its index and the
   message, so every round can be an independent HTTP request.
 
-Section numbers in comments (§n) refer to the subsections of docs/protocol.md, "Reconciliation".  Pure: no I/O, no clock, no
-randomness.
+Section numbers in comments (§n) refer to the subsections of docs/protocol.md, "Reconciliation".
+Pure: no I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import limits, wire
-from .errors import FieldError, LocalProtocolError, ReconcileError, TooLargeError, VersionError
+from .errors import FieldError, LocalProtocolError, ReconcileError, TooLargeError
 from .keyindex import FINGERPRINT_BYTES, ID_BYTES, MAX_KEY_BYTES, KeyIndex
 
 __all__ = [
@@ -346,14 +346,16 @@ def _split(
         for i in range(1, len(window)):
             cand = _separator(window[i - 1], window[i])
             here = pos - slack - 1 + i
-            if best is None or len(cand) < len(best) or (len(cand) == len(best) and abs(here - pos) < abs(best_pos - pos)):
+            if (best is None or len(cand) < len(best)
+                    or (len(cand) == len(best) and abs(here - pos) < abs(best_pos - pos))):
                 best, best_pos = cand, here
         if best is not None:
             cuts.append(best_pos)
             bounds.append(best)
     cuts.append(stop)
     bounds.append(hi)
-    return list(zip(bounds, index.fingerprints_at(cuts)))
+    # One more cut than bounds: fingerprints_at gives one fingerprint per bound.
+    return list(zip(bounds, index.fingerprints_at(cuts), strict=True))
 
 
 def _split_cost(pieces: list[tuple[bytes | None, bytes]]) -> int:
@@ -402,7 +404,8 @@ def respond(
         if mode != MODE_SKIP:
             last_open = bound
     out = _Out()
-    lo = b""
+    # None (the end of the key space) only after the last range, once nothing is left to do.
+    lo: bytes | None = b""
     for bound, mode, payload in ranges:
         if mode == MODE_SKIP:
             lo = bound  # merged into the Skip written before the next range with work
@@ -599,6 +602,8 @@ class Initiator:
         for bound, mode, payload in ranges:
             if mode != MODE_SKIP:
                 self._take(lo, bound, mode, payload, items)
+            if bound is None:
+                break  # the last range (decode_message: only the last one ends at nil)
             lo = bound
         if not items and not self._pending:
             self._state = "done"
@@ -610,7 +615,9 @@ class Initiator:
         self._state = "waiting"
         return out
 
-    def _take(self, lo: bytes, hi: bytes | None, mode: int, payload: Any, items: list) -> None:
+    def _take(
+        self, lo: bytes, hi: bytes | None, mode: int, payload: Any, items: list[tuple[bytes, bytes, int, Any]]
+    ) -> None:
         """Handle one reply range with work in it (§6.4), appending what to send next to ``items``."""
         # Find the ranges we sent that overlap [lo, hi).
         k = bisect_right(self._open_los, lo) - 1
@@ -640,6 +647,8 @@ class Initiator:
             assert answer is not None and hi is not None
             sub_lo = lo
             for sub_hi, sub_mode, sub_payload in answer:
+                # The answer ends at ``hi`` (not None here); its other bounds lie below it.
+                assert sub_hi is not None
                 if sub_mode != MODE_SKIP:
                     items.append((sub_lo, sub_hi, sub_mode, sub_payload))
                 sub_lo = sub_hi
@@ -649,7 +658,7 @@ class Initiator:
         # §7.2: a remainder Fingerprint over several of our ranges (and the gaps between them)
         # that differs: send each of those ranges again, clipped to the reply range.
         for olo, ohi, omode in overlap:
-            items.append((max(olo, lo), ohi if _le(ohi, hi) else hi, omode, None))
+            items.append((max(olo, lo), ohi if hi is None else min(ohi, hi), omode, None))
 
     def _settle(self, start: int, stop: int, theirs: list[bytes]) -> None:
         """§6.4: the peer listed all its ids in a range; record have and need for it."""

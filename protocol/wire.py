@@ -10,7 +10,7 @@ re-encodes what it decoded and compares bytes (:func:`unpack_canonical`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -44,7 +44,8 @@ def _no_ext(code: int, data: bytes) -> Any:
 
 def pack(value: Any) -> bytes:
     """Encode ``value`` canonically.  Raises TypeError for a value outside the data model."""
-    return msgpack.packb(value, use_bin_type=True)
+    # msgpack ships no type information; packb without a file object always returns bytes.
+    return cast(bytes, msgpack.packb(value, use_bin_type=True))
 
 
 def unpack(data: bytes, *, max_bytes: int, what: str = "message", typed: bool = False) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from dazibao.node.config import DataDir
 from dazibao.protocol import bundle, limits

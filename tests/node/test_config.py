@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from dazibao.node.config import (
-    SETTINGS, ConfigError, DataDir, _toml_value, config_template, load_config, normalize_peer_url, parse_listen,
+    SETTINGS,
+    ConfigError,
+    DataDir,
+    _toml_value,
+    config_template,
+    load_config,
+    normalize_peer_url,
+    parse_listen,
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "running.md"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from dazibao.node.config import SETTINGS, DataDir
-from dazibao.node.store import Store, StorageFullError
+from dazibao.node.store import StorageFullError, Store
 from dazibao.protocol import identity, limits, messages, posts, reconcile
 from dazibao.protocol.keyindex import KeyIndex
 

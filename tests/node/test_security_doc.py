@@ -28,4 +28,4 @@ def test_every_node_limit_is_in_the_security_limits_table() -> None:
 
 
 def test_node_limits_are_not_sent_as_protocol_limits() -> None:
-    assert not {l.name for l in limits.NODE_TABLE} & {l.name for l in limits.PROTOCOL_TABLE}
+    assert not {lim.name for lim in limits.NODE_TABLE} & {lim.name for lim in limits.PROTOCOL_TABLE}

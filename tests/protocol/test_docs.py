@@ -125,7 +125,7 @@ def test_fingerprint_worked_example(doc: str) -> None:
 def test_canonical_integer_examples(doc: str) -> None:
     checked = 0
     for cells in table_rows(section(doc, "Encoding")):
-        for value, encoded in zip(cells[0::2], cells[1::2]):
+        for value, encoded in zip(cells[0::2], cells[1::2], strict=True):
             if re.fullmatch(r"[−-]?\d+", value) and re.fullmatch(r"`[0-9a-f ]+`", encoded):
                 number = int(value.replace("−", "-"))
                 assert wire.pack(number) == bytes.fromhex(encoded.strip("`")), value

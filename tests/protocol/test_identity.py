@@ -484,7 +484,7 @@ def _exception_text(err: BaseException) -> str:
 
 def test_seed_is_not_in_repr_or_str():
     key = SigningKey(SEED)
-    for text in [repr(key), str(key), f"{key}", f"{key!r}", "%s" % key]:
+    for text in [repr(key), str(key), f"{key}", f"{key!r}", f"{key!s}"]:
         _assert_no_secret(text, SEED)
         assert fingerprint(key.public_key) in text
     assert not hasattr(key, "__dict__")  # __slots__: no stray attribute can hold a copy

@@ -96,7 +96,7 @@ def test_rfc8032_agrees_with_wycheproof_known_answers():
     # Wycheproof tcIds 80-83 carry the same vectors (from the draft that became RFC 8032), so
     # the two files check each other's transcription.
     known = {test["tcId"]: (pk, test) for pk, test in WYCHEPROOF_CASES}
-    for tc_id, vector in zip((80, 81, 82, 83), RFC8032["vectors"][:4]):
+    for tc_id, vector in zip((80, 81, 82, 83), RFC8032["vectors"][:4], strict=True):
         pk, test = known[tc_id]
         assert (pk, test["msg"], test["sig"]) == (
             vector["public_key_hex"], vector["message_hex"], vector["signature_hex"]

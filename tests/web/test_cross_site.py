@@ -9,7 +9,6 @@ against a real `dazibao run` process.
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 import time
 from urllib.parse import urlsplit

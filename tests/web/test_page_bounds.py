@@ -352,7 +352,7 @@ async def test_hidden_authors_are_paged(harness, monkeypatch):
     for page in (1, 2, 3):
         text = await (await harness.client.get(f"/hidden?page={page}")).text()
         shown += re.findall(r'name="author" value="([0-9a-f]{64})"', text)
-        assert ("/hidden?page=%d" % (page + 1) in text) == (page < 3)
+        assert (f"/hidden?page={page + 1}" in text) == (page < 3)
     assert sorted(shown) == sorted(key(n).public_key.hex() for n in range(2, 7))
 
 

@@ -18,9 +18,9 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
+from dazibao.node.config import DataDir
 from dazibao.node.service import BOARDS_META
 from dazibao.node.store import Store
-from dazibao.node.config import DataDir
 from dazibao.protocol import identity, posts
 
 from . import hostile
@@ -78,7 +78,7 @@ def corpus():
     assert len(names) >= 100 and len(bodies) >= 100 and boards
     keys = [_key(i) for i in range(len(names))]
     batch: list[posts.Post] = []
-    for i, (k, name) in enumerate(zip(keys, names)):
+    for i, (k, name) in enumerate(zip(keys, names, strict=True)):
         batch.append(posts.create_post(k, kind="profile", board="xss", body=name, created_at_ms=T0_MS + i))
     roots = []
     for i, body in enumerate(bodies):
