@@ -5,6 +5,9 @@ This package imports only the standard library, ``msgpack``, ``cryptography`` an
 source of randomness: time arrives as ``now`` and randomness as ``rng`` or bytes.
 """
 
-from . import errors, identity, keyindex, limits, messages, peers, posts, reconcile, wire
+from . import errors, identity, keyindex, limits, messages, moderation, peers, posts, reconcile, trust, wire, work
 
-__all__ = ["errors", "identity", "keyindex", "limits", "messages", "peers", "posts", "reconcile", "wire"]
+__all__ = [
+    "errors", "identity", "keyindex", "limits", "messages", "moderation", "peers", "posts", "reconcile", "trust",
+    "wire", "work",
+]

@@ -28,6 +28,7 @@ __all__ = [
     "BodyError",
     "SignatureError",
     "FutureError",
+    "WorkError",
     "RetractionError",
     "RetractionBoardError",
     "ReconcileError",
@@ -44,6 +45,11 @@ __all__ = [
     "BundleMismatchError",
     "BundlePartsError",
     "ERROR_CODES",
+    "BLOCKED",
+    "QUOTA_POSTS",
+    "QUOTA_BYTES",
+    "POW_REQUIRED",
+    "POLICY_CODES",
 ]
 
 
@@ -148,6 +154,12 @@ class FutureError(ValidationError):
     """The post is dated too far in the future."""
 
     code = "future"
+
+
+class WorkError(ValidationError):
+    """The post id has fewer leading zero bits than the work target the post commits to."""
+
+    code = "bad_work"
 
 
 class RetractionError(ValidationError):
@@ -259,3 +271,27 @@ def _codes() -> dict[str, str]:
 
 #: Every stable error code with its one-line meaning (docs/protocol.md lists the same set).
 ERROR_CODES: dict[str, str] = _codes()
+
+
+# --- policy refusals (docs/protocol.md, "POST /v1/posts") ----------------------------------------
+#
+# A node answers these for a post that is valid but that its own policy does not take: they are
+# not exceptions of the protocol, and they do not mean that the sender misbehaved (a node does not
+# back off from a peer for them, exactly as for ``not_carried``).  protocol/trust.py returns them.
+
+#: A moderator this node follows on the post's board blocks the post or its author there.
+BLOCKED = "blocked"
+#: The post's author is a stranger on the board and already added its posts allowance for the day.
+QUOTA_POSTS = "quota_posts"
+#: The post's author is a stranger on the board and already added its bytes allowance for the day.
+QUOTA_BYTES = "quota_bytes"
+#: The board asks strangers for proof of work and the post commits to none, or to a lower target.
+POW_REQUIRED = "pow_required"
+
+#: Every policy refusal code with its one-line meaning (docs/protocol.md lists the same set).
+POLICY_CODES: dict[str, str] = {
+    BLOCKED: "A moderator this node follows on the board blocks this post or its author there.",
+    POW_REQUIRED: "The board requires proof of work from strangers, and the post commits to no or a lower target.",
+    QUOTA_BYTES: "The author, a stranger on the board, is over its daily byte quota there.",
+    QUOTA_POSTS: "The author, a stranger on the board, is over its daily post quota there.",
+}

@@ -60,6 +60,10 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_bundle_header_bytes", 262_144, "bytes", "payload of a bundle's header frame"),
     Limit("max_bundle_boards", 1_024, "boards", "boards named in a bundle's header"),
     Limit("max_bundle_parts", 9_999, "parts", "parts of one split bundle"),
+    # Moderation, charters and proof of work (docs/protocol.md, "Charters", "Proof of work").
+    Limit("min_pow_bits", 8, "bits", "least work target a post may commit to"),
+    Limit("max_pow_bits", 40, "bits", "most work target a post may commit to"),
+    Limit("max_charter_moderators", 16, "keys", "moderator lines in one charter"),
     # ---- Node-local bounds (scope "node"; docs/security.md, "Limits") ----
     # Node: outbound requests to peers (node/sync.py, node/server.py).
     Limit("max_info_boards", 1_024, "boards", "boards listed in one `GET /v1/info` answer"),
@@ -212,6 +216,31 @@ TABLE: tuple[Limit, ...] = (
           why="The log is copied into the database at a checkpoint; a log allowed to grow to several times "
               "the database needs as much free disk again when it is checkpointed.  64 MiB is twice the "
               "automatic checkpoint interval, so normal gossip never meets it."),
+    # Node: moderation and the stranger quotas (protocol/trust.py; docs/security.md, "Limits").
+    Limit("stranger_posts_per_day", 200, "posts",
+          "default posts one stranger may add to one board in one day (setting stranger_posts_per_day)",
+          scope="node",
+          why="A stranger is an author no followed moderator vouched for and not a local pseudonym; any "
+              "peer can sign with fresh keys, so each key's share of a board is bounded.  200 posts a day "
+              "is more than the most active member writes on one board."),
+    Limit("stranger_bytes_per_day", 1_048_576, "bytes",
+          "default encoded post bytes one stranger may add to one board in one day (setting "
+          "stranger_bytes_per_day)", scope="node",
+          why="Bounds the disk one key can take on one board per day even with posts of the largest "
+              "size (about 50 of them); a member's day of writing is a few dozen KiB."),
+    Limit("max_moderators_per_board", 32, "keys", "moderators a node follows on one board", scope="node",
+          why="Every incoming post is judged against the statements of every followed moderator of its "
+              "board; a board is moderated by a handful of people, and a charter names at most 16."),
+    Limit("max_refusals", 1_000_000, "ids", "refused post ids remembered (oldest forgotten first)",
+          scope="node",
+          why="A refused id is refused again without verifying its signature; a flood of fresh ids "
+              "cannot grow this table without bound (rows of under 200 bytes: some 200 MB at most), "
+              "and a forgotten id is only judged again in full."),
+    Limit("max_statements_per_board", 100_000, "statements", "moderation statements stored for one board",
+          scope="node",
+          why="Statements are read to build a board's trust view; past this, statements of moderators "
+              "the node does not follow are refused with the stranger quota codes, so strangers cannot "
+              "grow that work without bound.  Followed moderators' statements are always kept."),
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
@@ -293,3 +322,11 @@ MAX_SUBNET_REQUESTS_PER_S = by_name("max_subnet_requests_per_s")
 MAX_SUBNET_REQUEST_BURST = by_name("max_subnet_request_burst")
 REFUSED_REQUEST_COST = by_name("refused_request_cost")
 MAX_CLIENT_LOG_LINES_PER_MIN = by_name("max_client_log_lines_per_min")
+MIN_POW_BITS = by_name("min_pow_bits")
+MAX_POW_BITS = by_name("max_pow_bits")
+MAX_CHARTER_MODERATORS = by_name("max_charter_moderators")
+STRANGER_POSTS_PER_DAY = by_name("stranger_posts_per_day")
+STRANGER_BYTES_PER_DAY = by_name("stranger_bytes_per_day")
+MAX_MODERATORS_PER_BOARD = by_name("max_moderators_per_board")
+MAX_REFUSALS = by_name("max_refusals")
+MAX_STATEMENTS_PER_BOARD = by_name("max_statements_per_board")

@@ -3,12 +3,21 @@
 A signed post is the canonical msgpack encoding of::
 
     [ [1, kind, board, author, created_at_ms, parent, body], signature ]
+    [ [1, kind, board, author, created_at_ms, parent, body, [target, nonce]], signature ]
 
 * the inner array is the *unsigned body*; the post id is SHA-256 of its canonical bytes;
+* the optional 8th item is proof of work (protocol/work.py): the id must begin with ``target``
+  zero bits.  A post without it has exactly the 7-item form;
 * ``signature`` is Ed25519 by ``author`` over ``POST_SIGNATURE_TAG + id``.
 
 Bytes that are not exactly the canonical encoding of what they decode to are refused, so a
 post has one byte form and one id.
+
+Kinds: the six known ones (post, reply, retract, profile, moderation, charter) are checked
+against their own parent and body rules here, the moderation statement and the charter grammar
+included (protocol/moderation.py gives them meaning).  Any other kind whose name matches
+``[a-z][a-z0-9_]{0,31}`` is a kind of a later revision: it is accepted without interpretation
+when its generic fields are sound (docs/protocol.md, "Objects of unknown kind").
 """
 
 from __future__ import annotations
@@ -32,9 +41,11 @@ from .errors import (
     RetractionError,
     UnknownKindError,
     VersionError,
+    WorkError,
 )
 from .identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, check_display_name, verify
 from .names import check_visible_text
+from .work import NONCE_BYTES, check_target, meets, mine
 
 __all__ = [
     "POST_FORMAT_VERSION",
@@ -44,7 +55,13 @@ __all__ = [
     "KIND_REPLY",
     "KIND_RETRACT",
     "KIND_PROFILE",
+    "KIND_MODERATION",
+    "KIND_CHARTER",
     "KINDS",
+    "STATEMENT_ACTIONS",
+    "STATEMENT_SUBJECTS",
+    "is_known_kind",
+    "is_kind_name",
     "Post",
     "create_post",
     "decode_post",
@@ -53,6 +70,9 @@ __all__ = [
     "check_retraction",
     "check_board",
     "check_text_body",
+    "parse_statement_body",
+    "parse_charter_body",
+    "stored_work",
     "post_key",
     "post_id",
     "claimed_id",
@@ -67,7 +87,26 @@ KIND_POST = "post"
 KIND_REPLY = "reply"
 KIND_RETRACT = "retract"
 KIND_PROFILE = "profile"
-KINDS = (KIND_POST, KIND_REPLY, KIND_RETRACT, KIND_PROFILE)
+KIND_MODERATION = "moderation"
+KIND_CHARTER = "charter"
+#: The kinds this implementation knows and checks against their own rules.
+KINDS = (KIND_POST, KIND_REPLY, KIND_RETRACT, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER)
+
+# Whether each known kind must name a parent (True) or must not (False).
+_HAS_PARENT = {
+    KIND_POST: False, KIND_REPLY: True, KIND_RETRACT: True, KIND_PROFILE: False,
+    KIND_MODERATION: True, KIND_CHARTER: False,
+}
+# The names a kind of this or a later revision may have (docs/protocol.md, "Objects of unknown kind").
+_KIND_NAME = re.compile("[a-z][a-z0-9_]{0,31}")
+
+#: Moderation statements (docs/protocol.md, "Moderation statements"): ``ACTION SUBJECT REASON
+#: [EXPIRES]``, ASCII, single spaces.  EXPIRES has no leading zero and at most 13 digits, so it
+#: is at most 10^13 - 1 by its form.
+STATEMENT_ACTIONS = ("hide", "block", "vouch")
+STATEMENT_SUBJECTS = ("post", "author")
+_STATEMENT = re.compile("(hide|block|vouch) (post|author) ([a-z][a-z0-9_]{0,31})(?: ([1-9][0-9]{0,12}))?")
+_MODERATOR_LINE = re.compile("moderator ([0-9a-f]{64})")
 
 # Unicode category Cc is exactly U+0000..U+001F and U+007F..U+009F, fixed forever by the
 # Unicode stability policy; one regular-expression search is much faster than asking
@@ -79,9 +118,22 @@ _C0_BYTES = bytes(b for b in range(0x20) if b not in b"\n\t") + b"\x7f"
 _MAX_TIME_MS = 10**13 - 1
 
 
+def is_known_kind(kind: str) -> bool:
+    """Whether ``kind`` is one of :data:`KINDS`, the kinds this implementation interprets."""
+    return kind in KINDS
+
+
+def is_kind_name(kind: str) -> bool:
+    """Whether ``kind`` matches ``[a-z][a-z0-9_]{0,31}``, the form of every kind, known or not."""
+    return type(kind) is str and _KIND_NAME.fullmatch(kind) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Post:
-    """A decoded, shape-checked post.  ``raw`` is its canonical signed encoding."""
+    """A decoded, shape-checked post.  ``raw`` is its canonical signed encoding.
+
+    ``work`` is ``(target, nonce)`` for a post that carries proof of work, else None.
+    """
 
     id: bytes
     kind: str
@@ -92,6 +144,7 @@ class Post:
     body: str
     signature: bytes
     raw: bytes
+    work: tuple[int, bytes] | None = None
 
     @property
     def key(self) -> bytes:
@@ -169,22 +222,95 @@ def check_text_body(body: str) -> str:
     return body
 
 
-def _check_fields(kind: str, board: str, parent: bytes | None, body: str) -> None:
-    if kind not in KINDS:
-        raise UnknownKindError(f"post kind {kind!r} is not known")
+def parse_statement_body(body: str, created_at_ms: int) -> tuple[str, str, str, int | None]:
+    """The body of a moderation statement as ``(action, subject, reason, expires_at_ms)``.
+
+    Exactly ``ACTION SUBJECT REASON`` or ``ACTION SUBJECT REASON EXPIRES`` (docs/protocol.md,
+    "Moderation statements"): ACTION one of :data:`STATEMENT_ACTIONS`, SUBJECT one of
+    :data:`STATEMENT_SUBJECTS` (``vouch`` only with ``author``), REASON ``[a-z][a-z0-9_]{0,31}``,
+    EXPIRES decimal ms without a leading zero, later than ``created_at_ms``.  Raises BodyError
+    for anything else.
+    """
+    match = _STATEMENT.fullmatch(body) if type(body) is str else None
+    if match is None:
+        raise BodyError("a moderation statement's body is 'ACTION SUBJECT REASON [EXPIRES]'")
+    action, subject, reason, expires = match.groups()
+    if action == "vouch" and subject != "author":
+        raise BodyError("only an author can be vouched for")
+    if expires is None:
+        return action, subject, reason, None
+    expires_at_ms = int(expires)
+    if expires_at_ms <= created_at_ms:
+        raise BodyError("a moderation statement must expire after it was made")
+    return action, subject, reason, expires_at_ms
+
+
+def parse_charter_body(body: str) -> tuple[tuple[bytes, ...], str]:
+    """The body of a charter as ``(moderators, description)``.
+
+    The text-body rule, then: 0 to ``max_charter_moderators`` lines ``moderator <64 lowercase
+    hex>`` (no key twice), then either the end of the body or one empty line followed by the
+    description, which may be empty and holds no line of the moderator form (docs/protocol.md,
+    "Charters").  Raises BodyError for anything else.
+    """
+    check_text_body(body)
+    lines = body.split("\n")
+    moderators: list[bytes] = []
+    i = 0
+    while i < len(lines) and lines[i].startswith("moderator "):
+        match = _MODERATOR_LINE.fullmatch(lines[i])
+        if match is None:
+            raise BodyError("a charter's moderator line is 'moderator ' and 64 lowercase hex digits")
+        moderators.append(bytes.fromhex(match.group(1)))
+        i += 1
+    if len(moderators) > limits.MAX_CHARTER_MODERATORS:
+        raise BodyError(f"a charter names at most {limits.MAX_CHARTER_MODERATORS} moderators")
+    if len(set(moderators)) != len(moderators):
+        raise BodyError("a charter names a moderator twice")
+    if i == len(lines):
+        return tuple(moderators), ""
+    if lines[i] != "":
+        raise BodyError("a charter's description follows its moderator lines after one empty line")
+    rest = lines[i + 1 :]
+    if any(_MODERATOR_LINE.fullmatch(line) for line in rest):
+        raise BodyError("a charter's moderator lines come before its description")
+    return tuple(moderators), "\n".join(rest)
+
+
+def _check_unknown_kind(kind: str, board: str, body: str) -> None:
+    # A kind of a later revision: only what every kind shares is checked (docs/protocol.md,
+    # "Objects of unknown kind"); the parent was type-checked with the other fields.
+    if _KIND_NAME.fullmatch(kind) is None:
+        raise UnknownKindError(f"post kind {kind!r} is not known and is not a kind name")
     check_board(board)
-    if kind in (KIND_POST, KIND_PROFILE):
-        if parent is not None:
-            raise FieldError(f"a {kind} has no parent")
-    elif parent is None:
-        raise FieldError(f"a {kind} must name its parent post")
-    if kind in (KIND_POST, KIND_REPLY):
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_BODY_BYTES:
+        raise BodyError(f"body is {size} bytes, the limit is {limits.MAX_BODY_BYTES}")
+
+
+def _check_fields(kind: str, board: str, parent: bytes | None, body: str, created_at_ms: int) -> None:
+    """Steps 9 to 12 of "Checking a post from outside": kind, board, parent, body."""
+    has_parent = _HAS_PARENT.get(kind)
+    if has_parent is None:
+        _check_unknown_kind(kind, board, body)
+        return
+    check_board(board)
+    if has_parent:
+        if parent is None:
+            raise FieldError(f"a {kind} must name its {'target' if kind == KIND_MODERATION else 'parent post'}")
+    elif parent is not None:
+        raise FieldError(f"a {kind} has no parent")
+    if kind == KIND_POST or kind == KIND_REPLY:
         check_text_body(body)
     elif kind == KIND_RETRACT:
         if body != "":
             raise BodyError("a retraction has an empty body")
-    else:
+    elif kind == KIND_PROFILE:
         check_display_name(body, "profile display name")
+    elif kind == KIND_MODERATION:
+        parse_statement_body(body, created_at_ms)
+    else:
+        parse_charter_body(body)
 
 
 def _unsigned(kind: str, board: str, author: bytes, created_at_ms: int, parent: bytes | None, body: str) -> list[Any]:
@@ -199,32 +325,44 @@ def create_post(
     body: str,
     created_at_ms: int,
     parent: bytes | None = None,
+    work_bits: int | None = None,
 ) -> Post:
-    """Sign a new post.
+    """Sign a new post; with ``work_bits``, mine and commit proof of work of that many bits.
 
     Raises the same ValidationError subclasses a receiver would (UnknownKindError,
-    BoardError, BodyError, FieldError), so a post that is created is one every node accepts.
-    Raises LocalProtocolError for a time or parent of the wrong type.
+    BoardError, BodyError, FieldError), so a post that is created is one every node of this
+    revision accepts; only the known kinds can be created (UnknownKindError for any other).
+    A post with work is refused by nodes of the first release, which know only 7 items.
+    Raises LocalProtocolError for a time or parent of the wrong type, or a work target
+    outside ``min_pow_bits`` ... ``max_pow_bits``.
     """
     if type(created_at_ms) is not int or not 0 <= created_at_ms <= _MAX_TIME_MS:
         raise LocalProtocolError("created_at_ms must be an integer number of milliseconds")
     if parent is not None and (type(parent) is not bytes or len(parent) != ID_BYTES):
         raise LocalProtocolError("parent must be a 32-byte post id")
-    _check_fields(kind, board, parent, body)
+    if work_bits is not None:
+        check_target(work_bits)
+    if type(kind) is not str or kind not in KINDS:
+        raise UnknownKindError(f"post kind {kind!r} is not one this implementation can write")
+    _check_fields(kind, board, parent, body, created_at_ms)
     unsigned = _unsigned(kind, board, key.public_key, created_at_ms, parent, body)
+    work: tuple[int, bytes] | None = None
+    if work_bits is not None:
+        work = (work_bits, mine(unsigned, work_bits))
+        unsigned.append(list(work))
     pid = post_id(wire.pack(unsigned))
     signature = key.sign(POST_SIGNATURE_TAG + pid)
     raw = wire.pack([unsigned, signature])
     if len(raw) > limits.MAX_POST_BYTES:
         raise BodyError(f"post is {len(raw)} bytes encoded, the limit is {limits.MAX_POST_BYTES}")
-    return Post(pid, kind, board, key.public_key, created_at_ms, parent, body, signature, raw)
+    return Post(pid, kind, board, key.public_key, created_at_ms, parent, body, signature, raw, work)
 
 
-_Fields = tuple[str, str, bytes, int, "bytes | None", str, bytes]
+_Fields = tuple[str, str, bytes, int, "bytes | None", str, bytes, "tuple[int, bytes] | None"]
 
 
 def _decode_canonical(data: bytes) -> _Fields:
-    """Steps 1 to 9 of "Checking a post from outside": the fields of a canonical post of
+    """Steps 1 to 8 of "Checking a post from outside": the fields of a canonical post of
     format version 1, each of the right type, not yet checked against the rules of its kind.
 
     Raises TooLargeError, MalformedError, FieldError, VersionError or NonCanonicalError.
@@ -253,8 +391,14 @@ def _fields(value: Any, raw: bytes) -> _Fields:
         raise FieldError("post: format version must be an integer")
     if version != POST_FORMAT_VERSION:
         raise VersionError(f"post format version {version} is not supported")
-    wire.expect_list(unsigned, 7, "post body")
-    _, kind, board, author, created_at_ms, parent, body = unsigned
+    items = len(unsigned)
+    if items == 7:
+        _, kind, board, author, created_at_ms, parent, body = unsigned
+        item = None
+    elif items == 8:
+        _, kind, board, author, created_at_ms, parent, body, item = unsigned
+    else:
+        raise FieldError(f"post body: expected 7 items (8 with work), got {items}")
     wire.expect_str(kind, "post kind")
     wire.expect_str(board, "board")
     wire.expect_bytes(author, "author", length=PUBLIC_KEY_BYTES)
@@ -262,29 +406,55 @@ def _fields(value: Any, raw: bytes) -> _Fields:
     if parent is not None:
         wire.expect_bytes(parent, "parent", length=ID_BYTES)
     wire.expect_str(body, "body")
+    work = None if items == 7 else _work_field(item)
     signature = wire.expect_bytes(outer[1], "signature", length=SIGNATURE_BYTES)
     # Canonical form (docs/protocol.md, "Canonical encoding"): re-encode and compare.  Every
     # value here has been type-checked, so pack() cannot fail.
     if wire.pack(value) != raw:
         raise NonCanonicalError("post: bytes are not the canonical encoding")
-    return kind, board, author, created_at_ms, parent, body, signature
+    return kind, board, author, created_at_ms, parent, body, signature, work
+
+
+def _work_field(item: Any) -> tuple[int, bytes]:
+    wire.expect_list(item, 2, "work")
+    target = wire.expect_int(item[0], "work target", lo=limits.MIN_POW_BITS, hi=limits.MAX_POW_BITS)
+    return target, wire.expect_bytes(item[1], "work nonce", length=NONCE_BYTES)
+
+
+def stored_work(raw: bytes) -> tuple[int, bytes] | None:
+    """The ``work`` of a post from its canonical bytes, which passed :func:`decode_post` before
+    (a store's row, say), without decoding them again.
+
+    In the canonical form the unsigned array of a post with work starts with ``98`` (raw byte 1)
+    and ends with the work item, ``92``, the target (a positive fixint: 8 to 40), ``c4 08`` and
+    the nonce, just before the signature's 66 bytes.
+    """
+    if raw[1] != 0x98:
+        return None
+    item = raw[-(2 + SIGNATURE_BYTES) - 4 - NONCE_BYTES : -(2 + SIGNATURE_BYTES)]
+    return item[1], item[4:]
 
 
 def decode_post(data: bytes) -> Post:
     """Decode and shape-check a signed post, without verifying its signature or its time.
 
-    Raises TooLargeError, MalformedError, NonCanonicalError, FieldError, VersionError,
-    UnknownKindError, BoardError or BodyError -- all RemoteProtocolError subclasses.
+    Steps 1 to 13 of "Checking a post from outside", the work check included (it needs only
+    the id).  Raises TooLargeError, MalformedError, NonCanonicalError, FieldError,
+    VersionError, UnknownKindError, BoardError, BodyError or WorkError -- all
+    RemoteProtocolError subclasses.
     """
-    kind, board, author, created_at_ms, parent, body, signature = _decode_canonical(data)
-    _check_fields(kind, board, parent, body)
+    kind, board, author, created_at_ms, parent, body, signature, work = _decode_canonical(data)
+    _check_fields(kind, board, parent, body, created_at_ms)
     raw = bytes(data)
-    return Post(claimed_id(raw), kind, board, author, created_at_ms, parent, body, signature, raw)
+    pid = claimed_id(raw)
+    if work is not None and not meets(pid, work[0]):
+        raise WorkError(f"the post commits to {work[0]} bits of work, and its id has fewer leading zero bits")
+    return Post(pid, kind, board, author, created_at_ms, parent, body, signature, raw, work)
 
 
 def refused_id(data: bytes) -> bytes | None:
     """The id to report for a refused post: the id of ``data`` when the bytes are a canonical
-    post of format version 1 (steps 1 to 9 of "Checking a post from outside" pass, so the id
+    post of format version 1 (steps 1 to 8 of "Checking a post from outside" pass, so the id
     is that of these very bytes), None when they are too damaged to tell.  Raises nothing.
     """
     try:
@@ -303,7 +473,9 @@ def check_post(data: bytes, now: float) -> Post:
     """The whole acceptance check for bytes from outside: decode, time window, signature.
 
     ``now`` is the receiver's clock in seconds since the Unix epoch.  Raises any
-    RemoteProtocolError of :func:`decode_post`, FutureError or SignatureError.
+    RemoteProtocolError of :func:`decode_post` (WorkError included), FutureError or
+    SignatureError.  An object of a kind this implementation does not know passes when its
+    generic fields are sound: ask :func:`is_known_kind` before interpreting one.
     """
     post = decode_post(data)
     limit_ms = int(now * 1000) + limits.MAX_FUTURE_SKEW_S * 1000

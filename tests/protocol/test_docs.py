@@ -190,8 +190,9 @@ def _check_table(doc: str) -> dict[int, str]:
 
 def test_the_post_check_table_is_numbered_and_the_error_codes_cite_it(doc: str) -> None:
     steps = _check_table(doc)
-    assert sorted(steps) == list(range(1, 15))
-    assert steps[5] == "unsupported_version" and steps[8] == "non_canonical" and steps[14] == "bad_signature"
+    assert sorted(steps) == list(range(1, 16))
+    assert steps[5] == "unsupported_version" and steps[8] == "non_canonical" and steps[15] == "bad_signature"
+    assert steps[13] == "bad_work" and steps[14] == "future"
     codes = {row[0].strip("`"): row[2] for row in table_rows(section(doc, "Error codes"))}
     for code, raised in codes.items():
         for match in re.finditer(r"\bsteps? ([\d, ]+(?:or \d+)?)", raised):

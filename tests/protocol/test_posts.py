@@ -121,7 +121,7 @@ def test_signature_by_another_key_is_refused():
 
 
 def test_kinds():
-    assert posts.KINDS == ("post", "reply", "retract", "profile")
+    assert posts.KINDS == ("post", "reply", "retract", "profile", "moderation", "charter")
 
 
 def test_post_kind():
@@ -150,14 +150,26 @@ def test_profile_kind():
     refused_both_ways(BodyError, kind="profile", body="Night\nOwl")  # a text body is not a name
 
 
-@pytest.mark.parametrize("kind", ["edit", "", "POST", "Post", "post ", "delete", "profile\x00"])
+@pytest.mark.parametrize("kind", ["", "POST", "Post", "post ", "profile\x00", "e-dit", "_edit", "x" * 33])
 def test_unknown_kinds(kind):
+    # Not a kind name ([a-z][a-z0-9_]{0,31}): refused as before (tests/protocol/test_forward_compat.py
+    # has the kinds of later revisions, which are carried).
     refused_both_ways(UnknownKindError, kind=kind)
+
+
+@pytest.mark.parametrize("kind", ["edit", "delete", "poll"])
+def test_kinds_of_later_revisions_are_carried_but_never_created(kind):
+    with pytest.raises(UnknownKindError):
+        make(kind=kind)
+    raw = signed(fields(kind=kind))
+    assert posts.check_post(raw, NOW).kind == kind
+    assert not posts.is_known_kind(kind)
 
 
 def test_unknown_kind_is_refused_before_its_other_fields():
     # A future kind may have other parent/body rules; we must say "unknown kind", not "bad body".
-    refused_both_ways(UnknownKindError, kind="poll", body="", parent=PARENT)
+    refused_both_ways(UnknownKindError, kind="Poll", body="", parent=PARENT)
+    refused_both_ways(UnknownKindError, kind="Poll", board="", body="")
 
 
 def test_create_post_local_errors():
@@ -720,7 +732,7 @@ def test_error_codes_are_stable_and_documented():
     assert set(errors.ERROR_CODES) == {
         "invalid", "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large",
         "unknown_kind", "bad_board", "bad_body", "bad_signature", "future", "retract_not_author",
-        "retract_wrong_board", "bad_reconcile",
+        "retract_wrong_board", "bad_reconcile", "bad_work",
         "keyfile", "keyfile_format", "keyfile_truncated", "keyfile_corrupt", "keyfile_params",
         "wrong_passphrase",
         "bundle", "bundle_format", "bundle_truncated", "bundle_damaged", "bundle_mismatch", "bundle_parts",

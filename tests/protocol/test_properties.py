@@ -18,7 +18,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dazibao.protocol import identity, limits, posts, wire
+from dazibao.protocol import identity, limits, moderation, posts, wire
 from dazibao.protocol.errors import (
     BoardError,
     BodyError,
@@ -62,17 +62,50 @@ IDS = st.binary(min_size=32, max_size=32)
 TIMES = st.integers(min_value=0, max_value=10**13 - 1)
 
 
+REASONS = st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True)
+
+
+def _charter_ok(body: str) -> bool:
+    try:
+        posts.parse_charter_body(body)
+    except BodyError:
+        return False
+    return True
+
+
+@st.composite
+def statement_bodies(draw, created_at_ms: int) -> str:
+    action = draw(st.sampled_from(moderation.ACTIONS))
+    subject = "author" if action == "vouch" else draw(st.sampled_from(moderation.SUBJECTS))
+    expires = None
+    if created_at_ms < 10**13 - 1 and draw(st.booleans()):
+        expires = draw(st.integers(created_at_ms + 1, 10**13 - 1))
+    return moderation.statement_body(action, subject, draw(REASONS), expires)
+
+
+CHARTER_BODIES = st.builds(
+    moderation.charter_body,
+    st.lists(st.binary(min_size=32, max_size=32), max_size=limits.MAX_CHARTER_MODERATORS, unique=True),
+    st.one_of(st.just(""), BODIES),
+).filter(_charter_ok)
+
+
 @st.composite
 def post_fields(draw) -> dict:
     kind = draw(st.sampled_from(posts.KINDS))
-    parent = draw(IDS) if kind in (posts.KIND_REPLY, posts.KIND_RETRACT) else None
+    parent = draw(IDS) if kind in (posts.KIND_REPLY, posts.KIND_RETRACT, posts.KIND_MODERATION) else None
+    created_at_ms = draw(TIMES)
     if kind == posts.KIND_RETRACT:
         body = ""
     elif kind == posts.KIND_PROFILE:
         body = draw(DISPLAY_NAMES)
+    elif kind == posts.KIND_MODERATION:
+        body = draw(statement_bodies(created_at_ms))
+    elif kind == posts.KIND_CHARTER:
+        body = draw(CHARTER_BODIES)
     else:
         body = draw(BODIES)
-    return dict(kind=kind, board=draw(BOARDS), body=body, created_at_ms=draw(TIMES), parent=parent)
+    return dict(kind=kind, board=draw(BOARDS), body=body, created_at_ms=created_at_ms, parent=parent)
 
 
 @st.composite
@@ -232,6 +265,13 @@ _SAMPLE_KEY = SigningKey(bytes([5]) * 32)
 _SAMPLE_POSTS = [
     posts.create_post(_SAMPLE_KEY, kind="post", board="general", body="hello", created_at_ms=1_700_000_000_000).raw,
     posts.create_post(_SAMPLE_KEY, kind="reply", board="大字报", body="收到", created_at_ms=5, parent=bytes(32)).raw,
+    # The objects of the moderation revision: work, a statement, a charter, a kind of a later revision.
+    posts.create_post(_SAMPLE_KEY, kind="post", board="general", body="work", created_at_ms=7, work_bits=8).raw,
+    posts.create_post(_SAMPLE_KEY, kind="moderation", board="general", body="block author spam 9", created_at_ms=8,
+                      parent=bytes(32)).raw,
+    posts.create_post(_SAMPLE_KEY, kind="charter", board="general", body=f"moderator {'ab' * 32}\n\nHi.",
+                      created_at_ms=9).raw,
+    wire.pack([[1, "poll", "general", _SAMPLE_KEY.public_key, 10, None, "A or B?"], bytes(64)]),
 ]
 _SAMPLE_KEY_FILE = identity.seal_key_file(
     _SAMPLE_KEY, "sample", "pass", lambda n: bytes(range(n)), KdfParams(memory_kib=8192, iterations=1, lanes=1)
@@ -261,6 +301,7 @@ def mutated(draw, pool: list[bytes]) -> bytes:
 HOSTILE_BYTES = st.one_of(
     st.binary(max_size=512),
     st.binary(max_size=64).map(lambda b: b"\x92\x97\x01" + b),
+    st.binary(max_size=64).map(lambda b: b"\x92\x98\x01" + b),
     st.binary(max_size=200).map(lambda b: b"DZBK\x01\x01" + b),
     mutated(_SAMPLE_POSTS),
     mutated([_SAMPLE_KEY_FILE]),

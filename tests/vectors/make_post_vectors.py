@@ -175,6 +175,20 @@ def build() -> dict:
         created_at_ms=NOW * 1000 + limits.MAX_FUTURE_SKEW_S * 1000,
     )
     cases.append(c)
+    c, _ = _valid(
+        "valid_moderation",
+        "A moderation statement: key B hides valid_post as spam; parent is the target (valid_post's "
+        "id), the body 'ACTION SUBJECT REASON' (tests/vectors/moderation.json has many more).", SEED_B,
+        kind="moderation", board="general", body="hide post spam", created_at_ms=T0_MS + 420_000, parent=post.id,
+    )
+    cases.append(c)
+    c, _ = _valid(
+        "valid_charter",
+        "A charter by key A naming key B as the board's moderator, then an empty line and a description.",
+        SEED_A, kind="charter", board="general",
+        body=f"moderator {key_b.public_key.hex()}\n\nOne moderator for now.", created_at_ms=T0_MS + 480_000,
+    )
+    cases.append(c)
 
     # --- signatures --------------------------------------------------------------------------
 
@@ -252,8 +266,11 @@ def build() -> dict:
     # --- validation rules ------------------------------------------------------------------
 
     cases.append(_invalid(
-        "unknown_kind", "kind 'edit', which this version does not define; correctly signed.",
-        _sign_unsigned(key_a, _unsigned("edit", "general", a, T0_MS, None, "Edited text.")),
+        "unknown_kind",
+        "kind 'Edit', which is neither a kind this revision defines nor a kind name "
+        "([a-z][a-z0-9_]{0,31}: no capitals); correctly signed. (A kind such as 'edit' is a kind of "
+        "a later revision and is carried: see tests/vectors/moderation.json.)",
+        _sign_unsigned(key_a, _unsigned("Edit", "general", a, T0_MS, None, "Edited text.")),
         "unknown_kind", seed=SEED_A,
     ))
     cases.append(_invalid(
