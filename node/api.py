@@ -339,15 +339,17 @@ def _place(raws: Sequence[bytes], good: Sequence[posts.Post],
 
 async def announce(request: web.Request) -> web.Response:
     """Answer an announcement with the ids this node wants: those of boards it carries (all of
-    an older announcement's, which names no board), that it neither has nor has tombstoned,
-    and that it has not already asked another announcer for (the gossip policy decides)."""
+    an older announcement's, which names no board), that it neither has, nor has tombstoned,
+    nor remembers refusing (docs/moderation.md), and that it has not already asked another
+    announcer for (the gossip policy decides)."""
     core = request.app[CORE]
     offer = messages.decode_announcement(await _body(request))
     ids = list(dict.fromkeys(i for board, group in offer.groups if board is None or core.carries(board)
                              for i in group))
     have = await core.db.call(Store.has, ids)
     gone = await core.db.call(Store.tombstoned, ids)
-    missing = [i for i in ids if i not in have and i not in gone]
+    refused = await core.db.call(Store.refusals, ids)
+    missing = [i for i in ids if i not in have and i not in gone and i not in refused]
     peer = request.headers.get(PEER_HEADER)
     return _msgpack(messages.encode_ids(request.app[GOSSIP].announced(peer, missing)))
 

@@ -1,5 +1,5 @@
 """How a member's pseudonym writes: the one path by which both the command line and the web UI
-sign, store and announce posts, replies and retractions.
+sign, store and announce posts, replies, retractions, moderation statements and charters.
 
 Writing has two halves.  The first is pure: :func:`compose_post` and
 :func:`compose_retraction` sign what is to be stored, from a key, the member's input and a
@@ -9,8 +9,9 @@ time given to them, and apply the rules every front end shares:
   post carrying its name (docs/protocol.md, "Posts"), so that readers on every node see the
   name and not only the fingerprint;
 - only posts and replies can be replied to;
-- only posts, replies and profiles can be retracted, and only by their author; a retraction
-  is never dated before the post it retracts.
+- only posts, replies, profiles, moderation statements and charters can be retracted, and
+  only by their author; a retraction is never dated before the post it retracts.  Retracting a
+  statement is how a moderator undoes it (docs/moderation.md).
 
 The second half stores what was composed, through one of two thin adapters:
 
@@ -27,27 +28,39 @@ Both raise :class:`NotStoredError` when the store refuses the new post, and let
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from dazibao.protocol import posts
+from dazibao.protocol import moderation, posts
 from dazibao.protocol.identity import SigningKey
-from dazibao.protocol.posts import KIND_POST, KIND_PROFILE, KIND_REPLY, KIND_RETRACT, Post
+from dazibao.protocol.posts import (
+    KIND_CHARTER,
+    KIND_MODERATION,
+    KIND_POST,
+    KIND_PROFILE,
+    KIND_REPLY,
+    KIND_RETRACT,
+    Post,
+)
 
 from .service import NodeCore
 from .store import Store
 
 __all__ = [
     "REPLYABLE_KINDS", "RETRACTABLE_KINDS", "PROFILE_SCAN_ROWS", "Target", "Draft", "AuthoringError",
-    "NotReplyableError", "NotRetractableError", "NotStoredError", "check_reply_target", "check_retractable",
-    "compose_profile", "compose_post", "compose_retraction", "has_profile_on", "StoreAuthor", "CoreAuthor",
+    "NotReplyableError", "NotRetractableError", "NotStoredError", "NoCharterError", "check_reply_target",
+    "check_retractable",
+    "compose_profile", "compose_post", "compose_retraction", "compose_statement", "compose_charter", "has_profile_on",
+    "StoreAuthor", "CoreAuthor", "Authoring",
 ]
 
 #: The kinds a reply may answer.
 REPLYABLE_KINDS = (KIND_POST, KIND_REPLY)
-#: The kinds a retraction may remove (a retraction itself cannot be taken back).
-RETRACTABLE_KINDS = (KIND_POST, KIND_REPLY, KIND_PROFILE)
+#: The kinds a retraction may remove (a retraction itself cannot be taken back).  Retracting a
+#: moderation statement undoes it.
+RETRACTABLE_KINDS = (KIND_POST, KIND_REPLY, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER)
 #: How many of a board's profile posts the command line reads, newest first, to find out whether
 #: a pseudonym already published its name there.  Past this many it publishes the name again:
 #: a repeated profile is harmless, while an unbounded scan would let anyone who floods a board
@@ -83,6 +96,10 @@ class NotRetractableError(AuthoringError):
     """The post cannot be retracted: of a kind that cannot, or by another author."""
 
 
+class NoCharterError(AuthoringError):
+    """The board has no charter on this node (none by its opener)."""
+
+
 class NotStoredError(AuthoringError):
     """The store refused the new post; ``code`` is its rejection code (node/store.py)."""
 
@@ -116,7 +133,7 @@ def check_reply_target(target: Target) -> None:
 def check_retractable(target: Target, author: bytes) -> None:
     """Raises NotRetractableError unless ``author`` may retract ``target``."""
     if target.kind not in RETRACTABLE_KINDS:
-        raise NotRetractableError("only posts, replies and profiles can be retracted")
+        raise NotRetractableError("only posts, replies, profiles, moderation statements and charters can be retracted")
     if target.author != author:
         raise NotRetractableError("only the pseudonym that wrote a post can retract it")
 
@@ -153,6 +170,30 @@ def compose_retraction(key: SigningKey, target: Target, *, now_ms: int) -> Post:
     check_retractable(target, key.public_key)
     return posts.create_post(key, kind=KIND_RETRACT, board=target.board, body="",
                              created_at_ms=max(now_ms, target.created_at_ms), parent=target.id)
+
+
+def compose_statement(key: SigningKey, *, board: str, action: str, subject: str, target: bytes, reason: str,
+                      expires_at_ms: int | None = None, now_ms: int) -> Post:
+    """Sign a moderation statement (docs/moderation.md) by the pseudonym holding ``key``.
+
+    Raises BodyError for an action, subject, reason or expiry outside the grammar, BoardError
+    for a bad board, LocalProtocolError for a target that is not 32 bytes.
+    """
+    return moderation.create_statement(key, board=board, action=action, subject=subject, target=target,
+                                       reason=reason, expires_at_ms=expires_at_ms, created_at_ms=now_ms)
+
+
+def compose_charter(key: SigningKey, *, board: str, moderators: Sequence[bytes], description: str = "",
+                    now_ms: int) -> Post:
+    """Sign a charter for ``board`` naming ``moderators``.  It counts on a node only when the
+    pseudonym opened the board there (wrote its oldest post).  Raises BodyError, BoardError,
+    LocalProtocolError as :func:`dazibao.protocol.moderation.create_charter`."""
+    return moderation.create_charter(key, board=board, moderators=moderators, description=description,
+                                     created_at_ms=now_ms)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _check_stored(new: Post, rejected: Sequence[tuple[bytes | None, str]]) -> Post:
@@ -214,6 +255,38 @@ class StoreAuthor:
         result = self.store.ingest([retraction], source=self.source, now_ms=now_ms)
         return _check_stored(retraction, result.rejected)
 
+    def moderate(self, key: SigningKey, *, board: str, action: str, subject: str, target: bytes, reason: str,
+                 expires_at_ms: int | None = None, now_ms: int | None = None) -> Post:
+        """Sign and store a moderation statement; it applies here at once (a local pseudonym is
+        followed on every board).  Undo it with :meth:`retract` of the statement.
+
+        Raises NotStoredError, StorageFullError, or what :func:`compose_statement` raises.
+        """
+        now_ms = _now_ms() if now_ms is None else now_ms
+        statement = compose_statement(key, board=board, action=action, subject=subject, target=target,
+                                      reason=reason, expires_at_ms=expires_at_ms, now_ms=now_ms)
+        result = self.store.ingest([statement], source=self.source, now_ms=now_ms)
+        return _check_stored(statement, result.rejected)
+
+    def charter(self, key: SigningKey, *, board: str, moderators: Sequence[bytes], description: str = "",
+                now_ms: int | None = None) -> Post:
+        """Sign and store a charter for ``board``.  Raises NotStoredError, StorageFullError, or
+        what :func:`compose_charter` raises."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        charter = compose_charter(key, board=board, moderators=moderators, description=description, now_ms=now_ms)
+        result = self.store.ingest([charter], source=self.source, now_ms=now_ms)
+        return _check_stored(charter, result.rejected)
+
+    def adopt_charter(self, board: str, *, now_ms: int | None = None) -> list[bytes]:
+        """Follow the moderators the board's charter names (source ``charter``); the keys that
+        were new.  Raises NoCharterError when the board has none here, ValueError past
+        ``max_moderators_per_board`` (nothing added)."""
+        charter = self.store.charter(board)
+        if charter is None:
+            raise NoCharterError(f"board {board!r} has no charter here")
+        now_ms = _now_ms() if now_ms is None else now_ms
+        return self.store.add_moderators(board, list(charter.moderators), source="charter", now_ms=now_ms)
+
 
 class CoreAuthor:
     """Writes through a running node's core (the web UI): indexed and announced at once.
@@ -261,3 +334,43 @@ class CoreAuthor:
         retraction = compose_retraction(key, target, now_ms=self.core.now_ms())
         report = await self.core.ingest_checked([retraction], self.source)
         return _check_stored(retraction, report.rejected)
+
+    async def moderate(self, key: SigningKey, *, board: str, action: str, subject: str, target: bytes,
+                       reason: str, expires_at_ms: int | None = None) -> Post:
+        """Sign and store a moderation statement (see :meth:`StoreAuthor.moderate`), dated by the
+        node's clock; the node's reconciliation set follows at once.
+
+        Raises NotStoredError, StorageFullError, or what :func:`compose_statement` raises.
+        """
+        # The pseudonym must be known to the store as local (followed on every board), even if
+        # it was created a moment ago.
+        await self.core.sync_identities()
+        statement = compose_statement(key, board=board, action=action, subject=subject, target=target,
+                                      reason=reason, expires_at_ms=expires_at_ms, now_ms=self.core.now_ms())
+        report = await self.core.ingest_checked([statement], self.source)
+        return _check_stored(statement, report.rejected)
+
+    async def charter(self, key: SigningKey, *, board: str, moderators: Sequence[bytes],
+                      description: str = "") -> Post:
+        """Sign and store a charter for ``board``, dated by the node's clock."""
+        charter = compose_charter(key, board=board, moderators=moderators, description=description,
+                                  now_ms=self.core.now_ms())
+        report = await self.core.ingest_checked([charter], self.source)
+        return _check_stored(charter, report.rejected)
+
+    async def adopt_charter(self, board: str) -> list[bytes]:
+        """Follow the moderators the board's charter names (source ``charter``); the keys that
+        were new.  Raises NoCharterError, ValueError past ``max_moderators_per_board``."""
+        charter = await self.core.db.call(Store.charter, board)
+        if charter is None:
+            raise NoCharterError(f"board {board!r} has no charter here")
+        added = await self.core.db.call(Store.add_moderators, board, list(charter.moderators), source="charter",
+                                        now_ms=self.core.now_ms())
+        # Posts the new moderators block left the store: the index follows now, not at the
+        # next poll.
+        await self.core.refresh()
+        return added
+
+
+#: The authoring path of a running node (the web UI): the same class as :class:`CoreAuthor`.
+Authoring = CoreAuthor

@@ -33,6 +33,7 @@ from dazibao.protocol.errors import BundleError, LocalProtocolError
 
 from .service import IngestReport, check_batch
 from .store import (
+    POLICY_CODES,
     REJECT_NOT_AUTHOR,
     REJECT_NOT_CARRIED,
     REJECT_RETRACTED,
@@ -56,9 +57,9 @@ __all__ = [
 ]
 
 #: Store refusals that are not a fault of the bundle: the post is valid, this node just does
-#: not take it (docs/protocol.md, "POST /v1/posts").
+#: not take it (docs/protocol.md, "POST /v1/posts"), its policy included (blocked, quotas, work).
 REFUSALS = frozenset({REJECT_TOMBSTONED, REJECT_NOT_CARRIED, REJECT_RETRACTED, REJECT_NOT_AUTHOR,
-                      "retract_wrong_board"})
+                      "retract_wrong_board", *POLICY_CODES})
 
 READ_CHUNK_BYTES = 1 << 16
 _BATCH_BYTES = 4 << 20

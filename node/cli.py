@@ -35,6 +35,7 @@ from .cli_common import fail as _fail
 from .cli_common import new_passphrase as _new_passphrase
 from .cli_common import when as _when
 from .cli_mirror import MIRROR_COMMANDS
+from .cli_moderation import MODERATION_COMMANDS, status_lines
 from .config import Config, ConfigError, DataDir, default_data_dir, normalize_peer_url
 from .keys import KeyStoreError
 from .store import Store, StoreError
@@ -277,7 +278,8 @@ def posts_cmd(ctx: Context, board: str | None, limit: int, as_json: bool) -> Non
     """List stored posts, newest first."""
     store = ctx.store()
     try:
-        rows = store.list_posts(board=board, limit=limit)
+        # Objects of kinds this version does not know are stored and forwarded, never listed.
+        rows = store.list_posts(board=board, limit=limit, kinds=posts.KINDS)
     finally:
         store.close()
     if as_json:
@@ -360,11 +362,17 @@ def peers_list(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
-    """Is the node running; its posts, boards and peers with their health."""
+    """Is the node running; its posts, boards and peers with their health; the moderators it
+    follows and the posts it refused by policy."""
     store = ctx.store()
     try:
         rows, infos, total = store.list_peers(), store.boards(), store.count()
         storage = store.storage()
+        refusals = store.refusal_counts()
+        moderators: dict[str, list[dict[str, Any]]] = {}
+        for m in store.moderators():
+            moderators.setdefault(m.board, []).append(
+                {"key": m.key.hex(), "fingerprint": identity.fingerprint(m.key), "source": m.source})
     finally:
         store.close()
     node = ctx.data.running_node()
@@ -380,7 +388,8 @@ def status(ctx: Context, as_json: bool) -> None:
         _emit_json({"running": node is not None, "pid": node and node.get("pid"),
                     "gossip_url": node and node.get("gossip_url"), "ui_url": node and node.get("ui_url"),
                     "posts": total, "boards": len(infos), "peers": peers_out,
-                    "read_only": bool(node and node.get("read_only")), "storage": storage})
+                    "read_only": bool(node and node.get("read_only")), "storage": storage,
+                    "refusals": refusals, "moderators": moderators})
         return
     if node:
         click.echo(f"node running (pid {node['pid']}): gossip API {node.get('gossip_url')}"
@@ -393,6 +402,8 @@ def status(ctx: Context, as_json: bool) -> None:
     if node and node.get("read_only"):
         click.echo("storage full: the node runs read-only (it serves reads, refuses new posts); "
                    "free some disk space or raise max_store_bytes")
+    for line in status_lines(moderators, refusals):
+        click.echo(line)
     for p in peers_out:
         ok = _when(p["last_ok_at_ms"]) if p["last_ok_at_ms"] else "never"
         state = "ok" if p["healthy"] else (f"failing x{p['failures']}, retry in {p['retry_in_s']} s: {p['last_error']}"
@@ -506,7 +517,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
-for _command in MIRROR_COMMANDS:
+for _command in (*MIRROR_COMMANDS, *MODERATION_COMMANDS):
     cli.add_command(_command)
 
 

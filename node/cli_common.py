@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,12 +60,27 @@ class Context:
             raise fail(f"no dazibao data folder at {self.data.root}: run `dazibao init` first")
 
     def store(self) -> Store:
-        """The folder's store, opened; raises UserError if there is none or it cannot be opened."""
+        """The folder's store, opened, with the node's moderation settings (the stranger quota,
+        the work boards ask for) and its local pseudonyms known to it; raises UserError if
+        there is none or it cannot be opened."""
         self.require_init()
+        config = self.config()
         try:
-            return Store(str(self.data.database), max_bytes=self.config().max_store_bytes)
+            store = Store(str(self.data.database), max_bytes=config.max_store_bytes)
         except StoreError as exc:
             raise fail(str(exc)) from None
+        store.configure_policy(stranger_posts_per_day=config.stranger_posts_per_day,
+                               stranger_bytes_per_day=config.stranger_bytes_per_day,
+                               require_pow=config.require_pow)
+        # The local pseudonyms are followed on every board and never held to the stranger
+        # quota: the store must know them before a command writes (a running node keeps them
+        # current too).  Nothing is written when they are already known.
+        try:
+            store.sync_identities([(p.name, p.public_key) for p in self.keys().list()],
+                                  now_ms=int(time.time() * 1000))
+        except StoreError:  # a full or locked disk: reads still work
+            pass
+        return store
 
     def keys(self) -> KeyStore:
         return KeyStore(self.data.keys)

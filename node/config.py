@@ -16,7 +16,7 @@ from typing import Any
 
 import platformdirs
 
-from dazibao.protocol import peers
+from dazibao.protocol import limits, peers
 from dazibao.protocol.errors import BoardError
 from dazibao.protocol.posts import check_board
 
@@ -30,6 +30,7 @@ __all__ = [
     "load_config",
     "parse_listen",
     "normalize_peer_url",
+    "parse_public_key",
     "CONFIG_TEMPLATE",
 ]
 
@@ -66,6 +67,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_days", {},
             "days to keep the posts of each board, as a table board = days (e.g. { labor = 90 }); "
             "0 or absent: keep everything. Older posts are purged and never accepted again."),
+    Setting("moderators", {},
+            "moderators this node follows, as a table board = list of public keys in hex (e.g. "
+            "{ labor = [\"3b6a...\"] }); added at start, besides those added with `dazibao moderators add`."),
+    Setting("stranger_posts_per_day", limits.STRANGER_POSTS_PER_DAY,
+            "posts an author who is a stranger on a board (not a local pseudonym, not a followed moderator, "
+            "not vouched for) may add to it per UTC day; further ones are refused with quota_posts."),
+    Setting("stranger_bytes_per_day", limits.STRANGER_BYTES_PER_DAY,
+            "encoded bytes of posts a stranger may add to one board per UTC day (1 MiB); further ones are "
+            "refused with quota_bytes."),
+    Setting("require_pow", {},
+            "proof of work asked of strangers, as a table board = bits (8 to 40, e.g. { labor = 16 }); "
+            "their posts without it are refused with pow_required. Absent: none."),
     Setting("sync_interval_s", 30, "mean seconds between two anti-entropy syncs with a random peer (jittered)."),
     Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
     Setting("peer_exchange", True, "learn peers from peers (and tell peers about this node's peers)."),
@@ -128,6 +141,11 @@ class Config:
     allow_private_peers: bool = False
     log_level: str = "info"
     retention_days: Mapping[str, int] = field(default_factory=dict)
+    #: board -> public keys (32 bytes each) of the moderators followed there.
+    moderators: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    stranger_posts_per_day: int = limits.STRANGER_POSTS_PER_DAY
+    stranger_bytes_per_day: int = limits.STRANGER_BYTES_PER_DAY
+    require_pow: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def carries(self, board: str) -> bool:
@@ -232,8 +250,16 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if number is None or number < 0:
             raise ConfigError(f"{where}: expected a whole number >= 0")
         return number
+    if name == "moderators":
+        return _coerce_moderators(value, where)
     if isinstance(default, dict):
-        return _coerce_table(value, where)
+        table = _coerce_table(value, where)
+        if name == "require_pow":
+            for board, bits in table.items():
+                if not limits.MIN_POW_BITS <= bits <= limits.MAX_POW_BITS:
+                    raise ConfigError(f"{where}: board {board!r}: work of {bits} bits; "
+                                      f"give {limits.MIN_POW_BITS} to {limits.MAX_POW_BITS}")
+        return table
     if isinstance(default, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -245,22 +271,36 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return value
 
 
+def _board_pairs(text: str, where: str, form: str) -> dict[str, Any] | list[tuple[str, str]]:
+    """An environment variable's table by board: an inline TOML table (``{ "a,b" = 7 }``, for
+    names with , or =), parsed; else ``board=value`` items separated by commas, split (the last
+    ``=`` separates).  Raises ConfigError for text of neither form."""
+    text = text.strip()
+    try:
+        if text.startswith("{"):
+            table = tomllib.loads(f"v = {text}")["v"]
+            if not isinstance(table, dict):
+                raise ValueError(text)
+            return table
+        pairs = []
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            board, sep, rest = item.rpartition("=")
+            if not sep:
+                raise ValueError(item)
+            pairs.append((board.strip(), rest))
+        return pairs
+    except (ValueError, tomllib.TOMLDecodeError):
+        raise ConfigError(f"{where}: expected {form} pairs separated by commas") from None
+
+
 def _coerce_table(value: Any, where: str) -> dict[str, int]:
     """A table of whole numbers >= 0 by board: a TOML table, or in an environment variable
     ``board=days,board=days`` or an inline TOML table (``{ "a,b" = 7 }``) for names with , or =."""
     if isinstance(value, str):
-        text = value.strip()
         try:
-            if text.startswith("{"):
-                value = tomllib.loads(f"v = {text}")["v"]
-            else:
-                value = {}
-                for item in filter(None, (part.strip() for part in text.split(","))):
-                    board, sep, number = item.rpartition("=")
-                    if not sep:
-                        raise ValueError(item)
-                    value[board.strip()] = int(number)
-        except (ValueError, tomllib.TOMLDecodeError):
+            pairs = _board_pairs(value, where, "board=days")
+            value = pairs if isinstance(pairs, dict) else {board: int(number) for board, number in pairs}
+        except ValueError:
             raise ConfigError(f"{where}: expected board=days pairs separated by commas") from None
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and type(v) is int and v >= 0 for k, v in value.items()
@@ -272,6 +312,48 @@ def _coerce_table(value: Any, where: str) -> dict[str, int]:
         except BoardError as exc:
             raise ConfigError(f"{where}: board {board!r}: {exc.message}") from None
     return dict(value)
+
+
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def parse_public_key(text: str) -> bytes:
+    """A public key given as 64 hex digits.  Raises ConfigError."""
+    text = text.strip()
+    if not _HEX_KEY.fullmatch(text):
+        raise ConfigError(f"{text[:80]!r} is not a public key: give its 64 hex digits")
+    return bytes.fromhex(text)
+
+
+def _coerce_moderators(value: Any, where: str) -> dict[str, tuple[bytes, ...]]:
+    """Moderators by board: a TOML table of lists of hex keys, or in an environment variable
+    ``board=KEY KEY,board=KEY`` or an inline TOML table."""
+    if isinstance(value, str):
+        pairs = _board_pairs(value, where, "board=KEY")
+        if isinstance(pairs, dict):
+            value = pairs
+        else:
+            value = {}
+            for board, keys in pairs:
+                value.setdefault(board, []).extend(keys.split())
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in value.items()
+    ):
+        raise ConfigError(f"{where}: expected a table of board = list of public keys in hex")
+    out: dict[str, tuple[bytes, ...]] = {}
+    for board, keys in value.items():
+        try:
+            check_board(board)
+        except BoardError as exc:
+            raise ConfigError(f"{where}: board {board!r}: {exc.message}") from None
+        try:
+            parsed = tuple(dict.fromkeys(parse_public_key(k) for k in keys))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: board {board!r}: {exc}") from None
+        if len(parsed) > limits.MAX_MODERATORS_PER_BOARD:
+            raise ConfigError(f"{where}: board {board!r}: at most {limits.MAX_MODERATORS_PER_BOARD} moderators")
+        out[board] = parsed
+    return out
 
 
 def _validate(cfg: Config) -> Config:

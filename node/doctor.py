@@ -42,7 +42,8 @@ from .store.search import SearchRoom
 __all__ = ["Report", "examine", "STORE_TABLES"]
 
 #: The tables whose rows are counted, in the order they are shown.
-STORE_TABLES = ("posts", "tombstones", "pending_retractions", "peers", "identities", "meta")
+STORE_TABLES = ("posts", "tombstones", "pending_retractions", "peers", "identities", "meta",
+                "moderators", "statements", "refusals", "quota_usage", "key_log")
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _HEADER_BYTES = 100

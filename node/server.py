@@ -33,7 +33,7 @@ from .keys import KeyStore
 from .listeners import make_runner, start_listener
 from .retention import retention_loop
 from .service import NodeCore
-from .store import PeerRow, StorageFullError, Store
+from .store import PeerRow, StorageFullError, Store, StoreError
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
 from .web import make_ui_app
 from .web.public import make_public_app
@@ -43,6 +43,9 @@ __all__ = ["Node", "run_node", "AlreadyRunningError", "peer_states"]
 log = logging.getLogger("dazibao.node")
 
 POLL_INTERVAL_S = 1.0
+#: How often the local pseudonyms are read again (the web UI may create one) and expired
+#: moderation statements applied.
+MODERATION_INTERVAL_S = 10.0
 #: How often the peer list in the store is read for peers added by `dazibao peers add`.
 PEER_POLL_INTERVAL_S = 5.0
 RESTART_DELAY_S = 5.0
@@ -125,6 +128,7 @@ class Node:
             self._supervised("peer poll", self._peer_poll_loop),
             # Mirror retention (node/retention.py): at start, then hourly; ends at once if unset.
             self._supervised("retention", lambda: retention_loop(self.core, self.config.retention_days)),
+            self._supervised("moderation", self._moderation_loop),
         ]
         self._write_info()
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
@@ -386,6 +390,17 @@ class Node:
             # Large batches are stored before they are added to the full-text index; catch up
             # a bounded step at a time, when no posts have arrived for a moment.
             await self.core.index_for_search_when_idle()
+
+    async def _moderation_loop(self) -> None:
+        # Statements that expire end their effect (what they blocked may come back at the next
+        # sync); pseudonyms created meanwhile are followed on every board.
+        while True:
+            try:
+                await self.core.sync_identities()
+                await self.core.expire_statements()
+            except StoreError as exc:  # a locked or full disk: try again at the next round
+                log.debug("moderation upkeep: %s", exc)
+            await asyncio.sleep(MODERATION_INTERVAL_S)
 
     async def _push_loop(self) -> None:
         # Fresh posts go to the policy, which chooses whom to announce them to.

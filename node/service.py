@@ -1,6 +1,12 @@
 """The node's core shared by the server and the command line: the store (on its one writer
 thread), the in-memory reconciliation index, and the ingest pipeline that checks posts from
 outside before anything is stored.
+
+The index holds the node's reconciliation set: its stored posts (of the boards it carries),
+plus the keys of the refusals and purges marked carried (docs/moderation.md).  Posts a node
+refuses by policy are screened before their signature is checked (:meth:`NodeCore.verify`): an
+id remembered as refused, or a post whose author a followed moderator blocks on its board,
+costs a decode and one store lookup, not a signature verification.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from dazibao.protocol.keyindex import KeyIndex
 from dazibao.protocol.messages import PushResult
 
 from .config import Config, DataDir
-from .store import IngestResult, Store
+from .keys import KeyStore
+from .store import IngestResult, Store, StoreError
 
-__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch", "chosen_boards"]
+__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch", "decode_heads", "chosen_boards"]
 
 log = logging.getLogger("dazibao.node")
 
@@ -96,6 +103,23 @@ def _at_cap(store: Store) -> bool:
     return bool(info["max_bytes"]) and info["db_bytes"] + (1 << 20) >= info["max_bytes"]
 
 
+Head = tuple[bytes, str, bytes, int]
+
+
+def decode_heads(raws: Sequence[bytes]) -> list[Head | None]:
+    """``(id, board, author, created_at_ms)`` of each raw post that decodes (signature not
+    checked), else None."""
+    heads: list[Head | None] = []
+    for raw in raws:
+        try:
+            post = posts.decode_post(raw)
+        except RemoteProtocolError:
+            heads.append(None)
+        else:
+            heads.append((post.id, post.board, post.author, post.created_at_ms))
+    return heads
+
+
 def check_batch(raws: Sequence[bytes], now: float) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
     """Check raw posts from outside: the valid ones, and (id or None, code) for the others."""
     good: list[posts.Post] = []
@@ -151,6 +175,7 @@ class NodeCore:
         self._verify_threads = verify_threads
         self._post_seq = 0
         self._tomb_seq = 0
+        self._log_seq = 0
         self._data_version: int | None = None
         #: When posts from outside were last stored (clock seconds): search indexing waits
         #: for a quiet moment, so that it does not slow a flood of posts down further.
@@ -161,14 +186,32 @@ class NodeCore:
         self.on_new_posts: list[Callable[[list[posts.Post], str | None], None]] = []
 
     async def open(self) -> None:
-        """Open the store and build the reconciliation index from it."""
+        """Open the store, apply the moderation settings and build the reconciliation index."""
         await self.db.open()
+        config = self.config
+        await self.db.call(Store.configure_policy, stranger_posts_per_day=config.stranger_posts_per_day,
+                           stranger_bytes_per_day=config.stranger_bytes_per_day, require_pow=config.require_pow)
+        if not self.read_only:
+            try:
+                await self.sync_identities()
+                await self.db.call(Store.sync_moderators, config.moderators, source="config", now_ms=self.now_ms())
+            except ValueError as exc:
+                log.warning("moderators setting: %s", exc)
+            except StoreError as exc:  # a full disk: the node still serves reads
+                log.warning("cannot record the pseudonyms and moderators now: %s", exc)
         self.boards = await self.db.call(chosen_boards, self.config)
         await self._rebuild_index()
         log.info("store open: %d posts", len(self.index))
 
+    async def sync_identities(self) -> bool:
+        """Tell the store the local pseudonyms (the key folder): they are followed on every
+        board and never held to the stranger quota.  True if they changed."""
+        found = await asyncio.to_thread(KeyStore(self.data.keys).list)
+        return await self.db.call(Store.sync_identities, [(p.name, p.public_key) for p in found],
+                                  now_ms=self.now_ms())
+
     async def _rebuild_index(self) -> None:
-        keys, self._post_seq, self._tomb_seq = await self.db.call(_load_keys, sorted(self.boards))
+        keys, self._post_seq, self._tomb_seq, self._log_seq = await self.db.call(_load_keys, sorted(self.boards))
         self.index = KeyIndex(keys)
 
     @property
@@ -207,8 +250,42 @@ class NodeCore:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    async def verify(self, raws: Sequence[bytes]) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
-        """Check raw posts on the verify threads (libsodium releases the GIL, so both cores work)."""
+    async def verify(self, raws: Sequence[bytes], *,
+                     remember: bool = False) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
+        """Check raw posts on the verify threads (libsodium releases the GIL, so both cores work).
+
+        First the cheap screen: posts whose id is remembered as refused, whose author a
+        followed moderator blocks on their board, or whose stranger author has spent today's
+        quota there, are refused with that code without their signature being verified (a
+        flood of them costs a decode each, not a verification; see ``Store.prescreen``).
+        ``remember``: note the blocked ones among them as refused (posts this node asked for,
+        or read from a file), so that a sync can carry them; a push is never remembered
+        unverified.
+        """
+        if not raws:
+            return [], []
+        loop = asyncio.get_running_loop()
+        heads = await loop.run_in_executor(self._verify_pool, decode_heads, raws)
+        screened = await self.db.call(Store.prescreen, [h for h in heads if h is not None], now_ms=self.now_ms(),
+                                      remember=remember and not self.read_only)
+        if not screened:
+            return await self._check(raws)
+        codes = [screened.get(h[0]) if h is not None else None for h in heads]
+        good, checked_bad = await self._check([raw for raw, code in zip(raws, codes, strict=True) if code is None])
+        # Both lists stay in batch order (the push answer gives each refusal its place).
+        bad: list[tuple[bytes | None, str]] = []
+        g = b = 0
+        for raw, head, code in zip(raws, heads, codes, strict=True):
+            if code is not None:
+                bad.append((head[0] if head is not None else None, code))
+            elif g < len(good) and good[g].raw == raw:
+                g += 1
+            else:
+                bad.append(checked_bad[b])
+                b += 1
+        return good, bad
+
+    async def _check(self, raws: Sequence[bytes]) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
         now = self.clock()
         loop = asyncio.get_running_loop()
         n = self._verify_threads if len(raws) >= 64 else 1
@@ -226,7 +303,7 @@ class NodeCore:
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str | None) -> IngestReport:
         """Check and store posts from outside.  Invalid posts are reported and never stored."""
-        good, bad = await self.verify(raws)
+        good, bad = await self.verify(raws, remember=True)
         report = await self.ingest_checked(good, source)
         report.rejected = bad + report.rejected
         self.counters.received += len(raws)
@@ -238,6 +315,9 @@ class NodeCore:
         """Store posts whose signatures were already checked, and update the index."""
         if not checked:
             return IngestReport([], 0, [])
+        if source == "local" and not self.read_only:
+            # A pseudonym made a moment ago in the web UI is this node's own: never a stranger.
+            await self.sync_identities()
         self.last_ingest = self.clock()
         boards = self.boards or None
         result: IngestResult = await self.db.call(
@@ -270,6 +350,18 @@ class NodeCore:
         """Remove keys from the index (posts purged or deleted outside of ingest)."""
         await self._apply([], keys)
 
+    async def carry_keys(self, keys: Iterable[bytes]) -> None:
+        """Add keys that joined the reconciliation set without a stored post (refusals and
+        purges marked carried), for the boards this node carries."""
+        keys = [k for k in keys if self.carries(_board_of(k))]
+        if keys:
+            await self.on_index(_update_index, keys, [])
+
+    async def expire_statements(self) -> None:
+        """Apply the moderation statements that expired (the posts they blocked may return)."""
+        removed = await self.db.call(Store.expire_statements, now_ms=self.now_ms())
+        await self.forget_keys(removed)
+
     async def index_for_search_when_idle(self, quiet_s: float = 2.0, rows: int = 2_000) -> int:
         """Add a bounded step of stored posts to the full-text index if nothing arrived lately.
 
@@ -280,25 +372,34 @@ class NodeCore:
         return await self.db.call(Store.update_search_index, rows)
 
     async def refresh(self) -> None:
-        """Catch up with other processes' writes if there were any (one cheap check).
+        """Catch up with other processes' writes, and with changes of the reconciliation set
+        made through the store rather than ingest (a moderator followed from the web UI), if
+        there were any (one cheap check).
 
         The index must be current before it answers a peer: a post that `dazibao post` stored
         a moment ago is part of this node's set.
         """
-        version = await self.db.call(Store.data_version)
-        if version != self._data_version:
+        version, log_seq = await self.db.call(Store.change_marks)
+        if version != self._data_version or log_seq != self._log_seq:
             self._data_version = version
             await self.poll_changes()
 
     async def poll_changes(self) -> list[posts.Post]:
-        """Pick up posts another process (e.g. `dazibao post`) wrote to the same store."""
+        """Pick up posts another process (e.g. `dazibao post`) wrote to the same store, and every
+        change of the reconciliation set (keys removed into refusals, refusals carried or
+        forgotten) made since the last call, by any process."""
         decoded: list[posts.Post] = []
         while True:
-            changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq)
-            self._post_seq, self._tomb_seq = changes.post_seq, changes.tomb_seq
+            changes = await self.db.call(Store.changes_since, self._post_seq, self._tomb_seq, self._log_seq)
+            if changes.log_lost:
+                # Another process changed more of the set than the log keeps: read it whole.
+                await self._rebuild_index()
+                return decoded
+            self._post_seq, self._tomb_seq, self._log_seq = changes.post_seq, changes.tomb_seq, changes.log_seq
             carried = [row for row in changes.added if self.carries(row.board)]
             fresh = await self.on_index(lambda index, rows=carried: [row for row in rows if row.key not in index])
             await self._apply(fresh, changes.removed_keys)
+            await self.carry_keys(changes.present_keys)
             decoded.extend(row.to_post() for row in fresh)
             if changes.complete:
                 break
@@ -331,9 +432,16 @@ def chosen_boards(store: Store, config: Config) -> frozenset[str]:
     return frozenset(config.boards)
 
 
-def _load_keys(store: Store, boards: Sequence[str]) -> tuple[list[bytes], int, int]:
-    # Remember where the change log stands *before* reading the keys, so that a post written
-    # by another process meanwhile is seen again by poll_changes (adding a key twice is a no-op).
+def _load_keys(store: Store, boards: Sequence[str]) -> tuple[list[bytes], int, int, int]:
+    # Remember where the change logs stand *before* reading the keys, so that a change made by
+    # another process meanwhile is seen again by poll_changes (each key is placed by what it is
+    # then, and adding a key twice is a no-op).
     post_seq, tomb_seq = store.watermark()
+    log_seq = store.key_log_seq()
     keys = list(store.iter_keys(boards or None))
-    return keys, post_seq, tomb_seq
+    keys += store.iter_extra_keys(boards or None)
+    return keys, post_seq, tomb_seq, log_seq
+
+
+def _board_of(key: bytes) -> str:
+    return key[:-41].decode("utf-8")

@@ -81,6 +81,11 @@ class SyncReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     sent: int = 0
     skipped_tombstoned: int = 0
+    #: Ids the peer holds that this node refused by policy: not fetched again.
+    skipped_refused: int = 0
+    #: Refused or purged ids found on the peer and now part of this node's reconciliation set
+    #: (docs/moderation.md, "Carried refusals"), so that the next sync does not see them again.
+    carried: int = 0
     peer_rejected: list[tuple[str, str]] = field(default_factory=list)
     #: Board names in the peer's /v1/info that break the board-name rule (ignored).
     bad_boards: int = 0
@@ -94,6 +99,8 @@ class SyncReport:
             "rejected": [{"id": i, "code": c} for i, c in self.rejected],
             "sent": self.sent,
             "skipped_tombstoned": self.skipped_tombstoned,
+            "skipped_refused": self.skipped_refused,
+            "carried": self.carried,
             "peer_rejected": [{"id": i, "code": c} for i, c in self.peer_rejected],
             "bad_boards": self.bad_boards,
         }
@@ -323,6 +330,8 @@ async def sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str]
 async def _sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str] | None,
                      progress: Progress | None) -> SyncReport:
     report = SyncReport(peer=client.url)
+    # The index must hold what other processes changed (a moderator followed, a post written).
+    await core.refresh()
     info = await client.info()
     theirs = info["boards"]  # only valid board names (PeerClient.info)
     report.bad_boards = info["bad_boards"]
@@ -347,25 +356,35 @@ async def _sync_with(core: NodeCore, client: PeerClient, *, boards: Sequence[str
         report.rounds += initiator.rounds
         report.reconcile_bytes_sent += initiator.bytes_sent
         report.reconcile_bytes_received += initiator.bytes_received
-        before = (report.received, report.sent, report.skipped_tombstoned)
+        before = (report.received, report.sent, report.skipped_tombstoned, report.skipped_refused, report.carried)
         await _transfer(core, client, list(initiator.need), list(initiator.have), report, progress)
         if message is None:
             return report
-        if (report.received, report.sent, report.skipped_tombstoned) == before:
+        if (report.received, report.sent, report.skipped_tombstoned, report.skipped_refused, report.carried) == before:
             raise PeerError(client.url, "no_progress", "reconciliation is not converging")
     raise PeerError(client.url, "no_progress", f"difference not settled in {MAX_PASSES} passes")
 
 
 async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have: list[bytes],
                     report: SyncReport, progress: Progress | None) -> None:
-    # Ids retracted, deleted or purged here are never taken back: do not even fetch them (a
-    # mirror with retention would otherwise download every purged post at every sync).
+    # Ids retracted, deleted or purged here are never taken back, and ids refused by policy are
+    # refused again: do not even fetch them (a mirror with retention would otherwise download
+    # every purged post at every sync).  The refused and purged ones the peer holds join this
+    # node's reconciliation set (carried), so the next sync with it does not list them again.
     gone: set[bytes] = set()
+    refused: set[bytes] = set()
+    carried: list[bytes] = []
     for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
-        gone |= await core.db.call(Store.tombstoned, list(chunk))
-    if gone:
-        need = [i for i in need if i not in gone]
+        tombs, refusals, keys = await core.db.call(Store.skip_and_carry, list(chunk))
+        gone |= tombs
+        refused |= refusals
+        carried += keys
+    await core.carry_keys(carried)
+    report.carried += len(carried)
+    if gone or refused:
+        need = [i for i in need if i not in gone and i not in refused]
         report.skipped_tombstoned += len(gone)
+        report.skipped_refused += len(refused - gone)
     done = 0
     for chunk in _chunks(need, limits.MAX_IDS_PER_REQUEST):
         pending = list(chunk)
@@ -377,6 +396,13 @@ async def _transfer(core: NodeCore, client: PeerClient, need: list[bytes], have:
             report.received += len(result.accepted)
             report.duplicates += result.duplicates
             report.rejected += [((i or b"").hex(), c) for i, c in result.rejected]
+            # What was refused by policy or purged on arrival, the peer holds: carried.
+            stored = {p.id for p in result.accepted}
+            held = [posts.claimed_id(raw) for raw in raws]
+            if len(stored) < len(held):
+                keys = await core.db.call(Store.mark_carried, [i for i in held if i not in stored])
+                await core.carry_keys(keys)
+                report.carried += len(keys)
             # The peer answers in request order but may skip ids it no longer has, or stop at
             # its size cap: ask again for what did not come, until nothing new arrives.
             got = {posts.claimed_id(raw) for raw in raws}

@@ -60,8 +60,12 @@ OK_REFRESH_MS = 60_000
 #: as likely this node's slow clock as the peer's fault; it is fetched again at a later sync.
 INVALID_DATA_CODES = frozenset({
     "malformed", "non_canonical", "bad_field", "unsupported_version", "too_large", "unknown_kind",
-    "bad_board", "bad_body", "bad_signature",
+    "bad_board", "bad_body", "bad_signature", "bad_work",
 })
+# Every other refusal code is this node's policy or state, not the peer's fault: a board it does
+# not carry, a tombstone, a moderator's block, a stranger's quota, a proof of work it requires
+# ("not_carried", "tombstoned", "retracted", "blocked", "quota_posts", "quota_bytes",
+# "pow_required"). A peer that hands out such posts is not backed off.
 
 _SOURCE_RANK = {"pex": 0, "cli": 1, "config": 2}
 
@@ -309,6 +313,9 @@ class Gossip:
         #: them: a second announcer of the same post is not asked again meanwhile.
         self._asked: dict[bytes, int] = {}
         self._pushing: set[str] = set()          # peers with an announcement in flight
+        #: Ids a busy peer is to be told once its announcement in flight ends, by board, at most
+        #: ``max_ids_per_request`` per peer (beyond that anti-entropy carries them).
+        self._queued: dict[str, dict[str, list[bytes]]] = {}
         #: Peers that called this node: they may be known to nobody else, so every fresh post
         #: is announced to them (docs/gossip.md, "Eager push").
         self._callers: set[str] = set()
@@ -361,10 +368,14 @@ class Gossip:
             self._sync_done(event, now, out)
         elif isinstance(event, PushDone):
             self._pushing.discard(event.peer)
+            queued = self._queued.pop(event.peer, None)
             if event.error is not None:
                 self._fail(event.peer, event.error, now, out)
             else:
                 self._ok(event.peer, now, out, quiet=True)
+                if queued and event.peer in self._peers:
+                    self._pushing.add(event.peer)
+                    out.append(Announce(event.peer, tuple((b, tuple(ids)) for b, ids in queued.items())))
         elif isinstance(event, ExchangeDone):
             if event.error is not None:
                 self._fail(event.peer, event.error, now, out)
@@ -477,10 +488,11 @@ class Gossip:
                 self._asked.pop(i, None)
         if not groups or self.config.fanout <= 0:
             return
-        # Each announcement runs on its own: a peer still busy with one (a hung peer) is
-        # skipped, so that it holds one announcement and never delays the others; what it
-        # missed comes by anti-entropy.
-        exclude = self._pushing | {event.source or ""}
+        # Each announcement runs on its own, so a peer that hangs holds one announcement and
+        # never delays the others.  A peer still busy with one is told these ids when it ends
+        # (queued, a bounded number), so a steady stream of posts -- a flood being refused
+        # elsewhere included -- does not leave a busy peer to anti-entropy.
+        exclude = {event.source or ""}
         candidates = due(self._peers.values(), now, exclude | self.config.self_urls)
         # Every caller, since it may be known to nobody else (a member's node behind NAT, a
         # node nobody lists), then push_fanout random others.
@@ -488,8 +500,21 @@ class Gossip:
         others = [p for p in candidates if p.url not in self._callers]
         targets = callers + self.rng.sample(others, min(self.config.fanout, len(others)))
         for peer in targets:
+            if peer.url in self._pushing:
+                self._queue(peer.url, groups)
+                continue
             self._pushing.add(peer.url)
             out.append(Announce(peer.url, groups))
+
+    def _queue(self, url: str, groups: BoardIds) -> None:
+        queued = self._queued.setdefault(url, {})
+        room = limits.MAX_IDS_PER_REQUEST - sum(len(ids) for ids in queued.values())
+        for board, ids in groups:
+            if room <= 0:
+                return
+            take = list(ids[:room])
+            queued.setdefault(board, []).extend(take)
+            room -= len(take)
 
     def _want(self, ids: Sequence[bytes], now: int) -> tuple[bytes, ...]:
         if len(self._asked) >= limits.MAX_ANNOUNCE_INFLIGHT_IDS:
@@ -556,6 +581,7 @@ class Gossip:
         for url in urls:
             if self._peers.pop(url, None) is not None:
                 self._pushing.discard(url)
+                self._queued.pop(url, None)
                 self._callers.discard(url)
                 out.append(Forget(url))
 

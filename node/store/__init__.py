@@ -14,6 +14,10 @@ each, all on the same connection:
   fallback and the bound on the write-ahead log;
 * :mod:`.schema` -- the tables, the migrations and what a healthy file holds;
 * :mod:`.ingest` -- storing batches of posts, retraction bookkeeping, deletion and retention;
+* :mod:`.moderation` -- followed moderators, moderation statements and each board's trust
+  view, the stranger quotas, and what a change of trust does to stored posts;
+* :mod:`.refusals` -- the policy refusals remembered, and the keys of the reconciliation set
+  that are not stored posts (carried refusals and purges);
 * :mod:`.queries` -- reads of posts, boards and threads, key and row streams, the change feed;
 * :mod:`.search` -- full-text search and its index;
 * :mod:`.peers` -- peers, local pseudonyms and meta;
@@ -29,18 +33,32 @@ the disk is full, the file is not a database, the schema is newer than this code
 
 from __future__ import annotations
 
-from .ingest import REJECT_NOT_AUTHOR, REJECT_NOT_CARRIED, REJECT_RETRACTED, REJECT_TOMBSTONED, IngestRoom
+from .ingest import (
+    REJECT_BLOCKED,
+    REJECT_NOT_AUTHOR,
+    REJECT_NOT_CARRIED,
+    REJECT_POW_REQUIRED,
+    REJECT_QUOTA_BYTES,
+    REJECT_QUOTA_POSTS,
+    REJECT_RETRACTED,
+    REJECT_TOMBSTONED,
+    IngestRoom,
+)
+from .moderation import MODERATOR_SOURCES
 from .peers import PEER_SOURCES, PeersRoom
 from .queries import QueryRoom
+from .refusals import POLICY_CODES
 from .rows import (
     BoardInfo,
     Changes,
     IdentityExistsError,
     IdentityRow,
     IngestResult,
+    ModeratorRow,
     NotAStoreError,
     PeerRow,
     PostRow,
+    RefusalRow,
     SchemaVersionError,
     SearchHit,
     StorageFullError,
@@ -57,8 +75,14 @@ __all__ = [
     "REJECT_NOT_CARRIED",
     "REJECT_RETRACTED",
     "REJECT_NOT_AUTHOR",
+    "REJECT_BLOCKED",
+    "REJECT_QUOTA_POSTS",
+    "REJECT_QUOTA_BYTES",
+    "REJECT_POW_REQUIRED",
+    "POLICY_CODES",
     "TOMBSTONE_REASONS",
     "PEER_SOURCES",
+    "MODERATOR_SOURCES",
     "StoreError",
     "SchemaVersionError",
     "NotAStoreError",
@@ -74,6 +98,8 @@ __all__ = [
     "Changes",
     "PeerRow",
     "IdentityRow",
+    "ModeratorRow",
+    "RefusalRow",
 ]
 
 

@@ -274,6 +274,9 @@ class StoreBase:
     def _check_file(self) -> int:
         return schema.check_file(self._conn, self.path)
 
+    def _forget_caches(self) -> None:
+        """Drop what the rooms cache from the database (a write was rolled back)."""
+
     # --- transactions ----------------------------------------------------------------------
 
     @contextmanager
@@ -304,6 +307,8 @@ class StoreBase:
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                # What was cached from inside the transaction may hold what it wrote.
+                self._forget_caches()
                 raise
         except sqlite3.Error as err:
             if isinstance(environment_error(err), StorageFullError):

@@ -18,15 +18,23 @@ import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from dazibao.protocol import limits
+from dazibao.protocol.errors import BLOCKED, POW_REQUIRED, QUOTA_BYTES, QUOTA_POSTS
+from dazibao.protocol.moderation import KIND_MODERATION
 from dazibao.protocol.posts import KIND_RETRACT, Post, post_key
 from dazibao.protocol.retraction import TOMBSTONE_REJECTED, TOMBSTONE_RETRACTED, Known, Verdict, judge
+from dazibao.protocol.trust import Quota, admit
 
 from .connection import guarded
+from .moderation import DAY_MS, ModerationRoom
 from .rows import IngestResult, PostRow
 from .schema import INSERT_POST, INSERT_TOMBSTONE, POST_COLUMNS
 from .search import SearchRoom
 
-__all__ = ["IngestRoom", "REJECT_TOMBSTONED", "REJECT_NOT_CARRIED", "REJECT_RETRACTED", "REJECT_NOT_AUTHOR"]
+__all__ = [
+    "IngestRoom", "REJECT_TOMBSTONED", "REJECT_NOT_CARRIED", "REJECT_RETRACTED", "REJECT_NOT_AUTHOR",
+    "REJECT_BLOCKED", "REJECT_QUOTA_POSTS", "REJECT_QUOTA_BYTES", "REJECT_POW_REQUIRED",
+]
 
 # Codes of IngestResult.rejected.  None of them means the sender misbehaved: a peer may hold
 # a post we deleted, a board we do not carry, or a retraction it has not been able to check.
@@ -34,9 +42,15 @@ REJECT_TOMBSTONED = "tombstoned"  # the id is tombstoned here (retracted, delete
 REJECT_NOT_CARRIED = "not_carried"  # the post's board is not one this node carries
 REJECT_RETRACTED = "retracted"  # a same-author retraction of this post is known
 REJECT_NOT_AUTHOR = Verdict.NOT_AUTHOR.value  # "retract_not_author": names another author's post
+# Policy refusals (docs/moderation.md): remembered in ``refusals``, refused again without a
+# signature check.  They do not mean the sender misbehaved either.
+REJECT_BLOCKED = BLOCKED  # a moderator this node follows blocks the post or its author on the board
+REJECT_QUOTA_POSTS = QUOTA_POSTS  # a stranger over its posts of the day on the board
+REJECT_QUOTA_BYTES = QUOTA_BYTES  # a stranger over its bytes of the day on the board
+REJECT_POW_REQUIRED = POW_REQUIRED  # the board asks strangers for work this post does not commit to
 
 
-class IngestRoom(SearchRoom):
+class IngestRoom(ModerationRoom, SearchRoom):
     """Ingest, and the local removals (deletion, retention) that write tombstones."""
 
     @guarded
@@ -55,6 +69,15 @@ class IngestRoom(SearchRoom):
         (``not_carried``), a retraction naming another author's post (``retract_not_author``)
         or on another board than its target (``retract_wrong_board``), a post a same-author
         retraction is known for (``retracted``).
+
+        Policy (docs/moderation.md), each post judged by :func:`dazibao.protocol.trust.admit`
+        in batch order: ``blocked`` (a followed moderator blocks it or its author on its
+        board), ``quota_posts`` / ``quota_bytes`` (a stranger past the day's quota on the board,
+        counted per UTC day of ``now_ms``; also a stranger's statement past
+        ``max_statements_per_board``), ``pow_required``.  Those ids are remembered in
+        ``refusals`` and refused again with the same code.  A followed moderator's statement
+        that arrives applies at once: stored posts it blocks are removed into refusals, and the
+        refusals it lifts are forgotten (their keys, if carried, are in ``removed_keys``).
 
         Retractions (docs/protocol.md, "Retraction"), whatever order the posts arrive in,
         within a batch or across batches, each decided by
@@ -78,6 +101,7 @@ class IngestRoom(SearchRoom):
         """
         carried = None if boards is None else frozenset(boards)
         with self._write(durable=source == "local") as conn:
+            self._check_epoch(conn)
             result = _Batch(self, conn, source, now_ms, carried).run(posts)
             if result.added:
                 self._index_inline(conn)
@@ -97,10 +121,13 @@ class IngestRoom(SearchRoom):
         if not ids:
             return []
         with self._write(durable=True) as conn:
+            self._check_epoch(conn)
             rows = list(
                 self._select_in("SELECT seq, id, board, created_at_ms, author FROM posts WHERE id IN ({marks})", ids)
             )
-            return self._remove_rows(conn, rows, reason, now_ms)
+            changed = self._statements_leaving(conn, [r[1] for r in rows])
+            removed = self._remove_rows(conn, rows, reason, now_ms)
+            return removed + self._apply_trust_changes(conn, changed, now_ms)
 
     @guarded
     def purge_older_than(self, board: str, cutoff_ms: int, *, now_ms: int) -> int:
@@ -111,15 +138,23 @@ class IngestRoom(SearchRoom):
         """
         # In SQL rather than row by row: a first purge may remove most of a large board.
         with self._write() as conn:
+            self._check_epoch(conn)
+            leaving = [r[0] for r in conn.execute(
+                "SELECT id FROM statements WHERE board = ? AND created_at_ms < ?", (board, cutoff_ms))]
+            changed = self._statements_leaving(conn, leaving)
             conn.execute(
                 "INSERT OR IGNORE INTO tombstones (id, board, created_at_ms, author, reason, at_ms)"
                 " SELECT id, board, created_at_ms, author, 'purged', ? FROM posts"
                 " WHERE board = ? AND created_at_ms < ? ORDER BY created_at_ms, id",
                 (now_ms, board, cutoff_ms),
             )
-            return conn.execute(
+            count = conn.execute(
                 "DELETE FROM posts WHERE board = ? AND created_at_ms < ?", (board, cutoff_ms)
             ).rowcount
+            # A purged statement no longer counts (its row went with the post); what it blocked
+            # may come back.  The keys that leave are read back from the change feed.
+            self._apply_trust_changes(conn, changed, now_ms)
+            return count
 
     @staticmethod
     def _remove_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], reason: str, now_ms: int) -> list[bytes]:
@@ -163,6 +198,13 @@ class _Batch:
         self.gone: dict[bytes, Known] = {}  # tombstoned ids this batch looks at -> what is left of them
         self.pending_add: list[tuple[bytes, bytes, bytes]] = []
         self.pending_drop: list[tuple[bytes, bytes]] = []
+        self.refused: list[tuple[bytes, str, int, bytes, str]] = []  # to remember in ``refusals``
+        self.day = now_ms // DAY_MS
+        self.usage: dict[tuple[str, bytes], list[int]] = {}  # (board, author) -> [posts, bytes] today
+        self.used: set[tuple[str, bytes]] = set()  # usage rows to write back
+        self.statement_counts: dict[str, int] = {}
+        self.quotas: dict[str, Quota] = {}
+        self.trust_removed: list[bytes] = []  # keys a change of trust removed from the set
 
     def run(self, posts: Sequence[Post]) -> IngestResult:
         self._admit(posts)
@@ -170,7 +212,45 @@ class _Batch:
             self._judge_waiting()
             self._judge_retractions()
             self._write()
-        return IngestResult(list(self.new.values()), self.duplicates, self.rejected, self.removed_keys)
+        elif self.refused:
+            self.store._remember(self.conn, self.refused, self.now_ms)
+        added = list(self.new.values())
+        if self.trust_removed:
+            gone = set(self.trust_removed)
+            added = [p for p in added if p.key not in gone]
+            self.removed_keys += self.trust_removed
+        return IngestResult(added, self.duplicates, self.rejected, self.removed_keys)
+
+    def _judge_policy(self, post: Post) -> str | None:
+        """The policy verdict on one post (None: admit), counting a stranger's quota."""
+        store, conn = self.store, self.conn
+        view = store._view(conn, post.board, self.now_ms)
+        local = post.author in store._locals(conn)
+        who = (post.board, post.author)
+        usage = self.usage.get(who)
+        if usage is None:
+            usage = self.usage[who] = [0, 0]
+        quota = self.quotas.get(post.board)
+        if quota is None:
+            quota = self.quotas[post.board] = store.quota(post.board)
+        code = admit(view, quota, post, posts_today=usage[0], bytes_today=usage[1], local_author=local)
+        if code is not None:
+            return code
+        stranger = not local and post.author not in view.followed and not view.vouched(post.author)
+        if not stranger:
+            return None
+        if post.kind == KIND_MODERATION:
+            # Statements are read to build a board's view: strangers cannot grow them past a bound.
+            count = self.statement_counts.get(post.board)
+            if count is None:
+                count = conn.execute("SELECT count(*) FROM statements WHERE board = ?", (post.board,)).fetchone()[0]
+            if count >= limits.MAX_STATEMENTS_PER_BOARD:
+                return REJECT_QUOTA_POSTS
+            self.statement_counts[post.board] = count + 1
+        usage[0] += 1
+        usage[1] += len(post.raw)
+        self.used.add(who)
+        return None
 
     def _admit(self, posts: Sequence[Post]) -> None:
         batch: dict[bytes, Post] = {}
@@ -182,15 +262,29 @@ class _Batch:
         ids = list(batch)
         stored = {r[0] for r in self.store._select_in("SELECT id FROM posts WHERE id IN ({marks})", ids)}
         tombs = {r[0] for r in self.store._select_in("SELECT id FROM tombstones WHERE id IN ({marks})", ids)}
+        refused = dict(self.store._select_in("SELECT id, code FROM refusals WHERE id IN ({marks})", ids))
+        # Today's usage of the batch's authors, read at once (one query, not one per author).
+        authors = list({p.author for p in batch.values()})
+        for board, author, n, size in self.store._select_in(
+                f"SELECT board, author, posts, bytes FROM quota_usage WHERE day = {int(self.day)}"
+                " AND author IN ({marks})", authors):
+            self.usage[(board, author)] = [n, size]
         for pid, post in batch.items():
             if pid in stored:
                 self.duplicates += 1
             elif pid in tombs:
                 self.rejected.append((pid, REJECT_TOMBSTONED))
+            elif pid in refused:
+                self.rejected.append((pid, refused[pid]))
             elif self.carried is not None and post.board not in self.carried:
                 self.rejected.append((pid, REJECT_NOT_CARRIED))
             else:
-                self.new[pid] = post
+                code = self._judge_policy(post)
+                if code is None:
+                    self.new[pid] = post
+                else:
+                    self.rejected.append((pid, code))
+                    self.refused.append((pid, post.board, post.created_at_ms, post.author, code))
 
     def _tombstone_facts(self, ids: list[bytes]) -> dict[bytes, Known]:
         sql = "SELECT id, author, board FROM tombstones WHERE id IN ({marks})"
@@ -292,8 +386,11 @@ class _Batch:
         self.gone[post.id] = Known.tombstone(post.author, post.board)
 
     def _write(self) -> None:
-        conn = self.conn
+        conn, store = self.conn, self.store
+        changed: dict[str, set[tuple[str, bytes]]] = {}
         if self.delete_seqs:
+            # Statements of followed moderators retracted (undone) or refused with this batch.
+            changed = store._statements_leaving(conn, [t[0] for t in self.tombstones])
             conn.executemany("DELETE FROM posts WHERE seq = ?", [(s,) for s in self.delete_seqs])
         if self.tombstones:
             conn.executemany(INSERT_TOMBSTONE, self.tombstones)
@@ -314,3 +411,13 @@ class _Batch:
                 for p in self.new.values()
             ],
         )
+        if self.used:
+            conn.executemany(
+                "INSERT INTO quota_usage (board, author, day, posts, bytes) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (author, board, day) DO UPDATE SET posts = excluded.posts, bytes = excluded.bytes",
+                [(board, author, self.day, *self.usage[(board, author)]) for board, author in self.used],
+            )
+        store._remember(conn, self.refused, now_ms)
+        for board, targets in store._statements_added(conn, self.new.values()).items():
+            changed.setdefault(board, set()).update(targets)
+        self.trust_removed = store._apply_trust_changes(conn, changed, now_ms)

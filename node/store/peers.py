@@ -85,6 +85,10 @@ class PeersRoom(StoreBase):
                     "INSERT INTO identities (name, public_key, created_at_ms) VALUES (?, ?, ?)",
                     (name, public_key, now_ms),
                 )
+                # Local pseudonyms are followed on every board: the trust views change.
+                conn.execute("INSERT INTO meta (key, value) VALUES ('trust_epoch', 1)"
+                             " ON CONFLICT (key) DO UPDATE SET value = coalesce(value, 0) + 1")
+                self._forget_caches()
         except sqlite3.IntegrityError as err:
             if "UNIQUE" not in str(err):
                 raise

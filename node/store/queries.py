@@ -8,6 +8,7 @@ catches up with :meth:`QueryRoom.changes_since`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
@@ -339,16 +340,23 @@ class QueryRoom(StoreBase):
         return seqs.get("posts", 0), seqs.get("tombstones", 0)
 
     @guarded
-    def changes_since(self, post_seq: int, tomb_seq: int, *, limit: int = 10_000) -> Changes:
+    def changes_since(self, post_seq: int, tomb_seq: int, log_seq: int | None = None, *,
+                      limit: int = 10_000) -> Changes:
         """Posts stored and keys removed after the given sequence numbers.
 
         Lets a running node pick up what another process wrote to the same file.  Apply
-        ``added`` before ``removed_keys``: a removed id never comes back, so that order is
-        always right.  ``removed_keys`` may name keys that were never added (a post refused
-        because its retraction came first).  Pass the returned ``post_seq`` and ``tomb_seq`` to
-        the next call; if ``complete`` is False, call again at once.  A complete answer
+        ``added``, then ``removed_keys``, then ``present_keys``.  Every key named by a tombstone
+        written (or, with ``log_seq``, a ``key_log`` row added) after the given seqs is placed by
+        what it is *now*: in ``present_keys`` when it is in the reconciliation set although no
+        post holds it (a carried refusal or purge), else in ``removed_keys`` -- so the answer is
+        right whatever order the changes happened in, and reading a change twice is harmless.
+        ``removed_keys`` may name keys that were never added (a post refused because its
+        retraction came first).  Pass the returned ``post_seq``, ``tomb_seq`` and ``log_seq``
+        to the next call; if ``complete`` is False, call again at once.  A complete answer
         returns the current :meth:`watermark`, so ``changes_since(2**62, 2**62)`` is another
-        way to read it.
+        way to read it.  ``log_lost``: rows after ``log_seq`` were already trimmed from the
+        log, so the caller must rebuild its set from :meth:`iter_keys` and
+        :meth:`iter_extra_keys`.
         """
         limit = check_limit(limit)
         with self._snapshot() as conn:
@@ -362,18 +370,87 @@ class QueryRoom(StoreBase):
                 "SELECT seq, board, created_at_ms, id FROM tombstones WHERE seq > ? ORDER BY seq LIMIT ?",
                 (tomb_seq, limit),
             ).fetchall()
+            logged: list[tuple[int, bytes]] = []
+            lost = False
+            top_log = 0
+            if log_seq is not None:
+                logged = conn.execute("SELECT seq, key FROM key_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                                      (log_seq, limit)).fetchall()
+                first = conn.execute("SELECT min(seq) FROM key_log").fetchone()[0]
+                lost = first is not None and first > log_seq + 1
+                top_log = self._log_top(conn)
             top_post, top_tomb = self._watermark()
+            touched = [post_key(board, created, pid) for _, board, created, pid in tombs if board is not None]
+            touched += [key for _, key in logged]
+            present = self._in_set(conn, touched)
         # Seqs are never reused (AUTOINCREMENT) and a commit is all-or-nothing, so once every
         # row after the given seq has been returned, everything up to the watermark has been.
-        posts_done, tombs_done = len(added) < limit, len(tombs) < limit
-        removed = [post_key(board, created, pid) for _, board, created, pid in tombs if board is not None]
+        posts_done, tombs_done, log_done = len(added) < limit, len(tombs) < limit, len(logged) < limit
+        removed = [k for k in dict.fromkeys(touched) if k not in present]
+        stored = {row.id for row in added}
         return Changes(
             added=added,
             removed_keys=removed,
             post_seq=top_post if posts_done else added[-1].seq,
             tomb_seq=top_tomb if tombs_done else tombs[-1][0],
-            complete=posts_done and tombs_done,
+            complete=posts_done and tombs_done and log_done,
+            present_keys=[k for k in dict.fromkeys(touched) if k in present and k[-32:] not in stored],
+            log_seq=(top_log if log_done else logged[-1][0]) if log_seq is not None else 0,
+            log_lost=lost,
         )
+
+    def _in_set(self, conn: sqlite3.Connection, keys: list[bytes]) -> set[bytes]:
+        """The keys among ``keys`` in the node's reconciliation set now: stored posts, carried
+        refusals, carried tombstones of purged posts."""
+        if not keys:
+            return set()
+        by_id = {k[-32:]: k for k in keys}
+        ids = list(by_id)
+        found: set[bytes] = set()
+        for sql in ("SELECT id FROM posts WHERE id IN ({marks})",
+                    "SELECT id FROM refusals WHERE carried = 1 AND id IN ({marks})",
+                    "SELECT id FROM tombstones WHERE carried = 1 AND reason = 'purged' AND id IN ({marks})"):
+            found.update(r[0] for r in self._select_in(sql, ids))
+        return {k for k in keys if k[-32:] in found}
+
+    @staticmethod
+    def _log_top(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'key_log'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    @guarded
+    def key_log_seq(self) -> int:
+        """The ``log_seq`` to pass to :meth:`changes_since` to see only later changes."""
+        return self._log_top(self._conn)
+
+    @guarded
+    def change_marks(self) -> tuple[int, int]:
+        """``(data_version, key_log_seq)``: one cheap call that tells whether anything was
+        written by another connection, or whether this one changed the reconciliation set
+        other than by ingest."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0]), self._log_top(self._conn)
+
+    def iter_extra_keys(self, boards: Collection[str] | None = None) -> Iterator[bytes]:
+        """The keys of the reconciliation set that no stored post holds: carried refusals and
+        carried tombstones of purged posts (of ``boards``), in no particular order."""
+        wanted = None if boards is None else set(boards)
+        for table, extra in (("refusals", ""), ("tombstones", " AND reason = 'purged'")):
+            after: tuple[Any, ...] = ("", -1, b"")
+            while True:
+                rows = self._extra_page(table, extra, after)
+                for board, created, pid in rows:
+                    if wanted is None or board in wanted:
+                        yield post_key(board, created, pid)
+                if len(rows) < _KEYS_CHUNK:
+                    break
+                after = rows[-1]
+
+    @guarded
+    def _extra_page(self, table: str, extra: str, after: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(
+            f"SELECT board, created_at_ms, id FROM {table} WHERE carried = 1{extra}"
+            " AND (board, created_at_ms, id) > (?, ?, ?) ORDER BY board, created_at_ms, id LIMIT ?",
+            (*after, _KEYS_CHUNK)).fetchall()
 
     @guarded
     def data_version(self) -> int:

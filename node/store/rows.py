@@ -7,10 +7,10 @@ any other exception out of the store is a bug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dazibao.protocol.identity import SIGNATURE_BYTES
-from dazibao.protocol.posts import Post, post_key
+from dazibao.protocol.posts import Post, post_key, stored_work
 
 __all__ = [
     "StoreError",
@@ -27,6 +27,8 @@ __all__ = [
     "Changes",
     "PeerRow",
     "IdentityRow",
+    "ModeratorRow",
+    "RefusalRow",
 ]
 
 
@@ -103,6 +105,7 @@ class PostRow:
             self.body,
             self.signature,
             self.raw,
+            stored_work(self.raw),
         )
 
     def __repr__(self) -> str:
@@ -115,8 +118,10 @@ class IngestResult:
 
     ``added``: the posts now stored, in batch order.  ``duplicates``: posts already stored (or
     repeated in the batch).  ``rejected``: ``(id, code)`` for every post refused, with one of
-    the ``REJECT_*`` codes.  ``removed_keys``: reconciliation keys of previously stored posts
-    that this batch removed (retracted targets, foreign retractions).
+    the ``REJECT_*`` codes or a policy code (``blocked``, ``quota_posts``, ``quota_bytes``,
+    ``pow_required``).  ``removed_keys``: reconciliation keys that left the node's set
+    because of this batch (retracted targets, foreign retractions, posts a moderator's
+    statement blocks, carried refusals a statement made the node forget).
     """
 
     added: list[Post]
@@ -165,6 +170,12 @@ class Changes:
     post_seq: int
     tomb_seq: int
     complete: bool  # False when ``limit`` cut the answer short: call again with the new seqs
+    #: Keys now in the node's reconciliation set that are not stored posts (carried refusals
+    #: and purges); only read when a ``log_seq`` is given.
+    present_keys: list[bytes] = field(default_factory=list)
+    log_seq: int = 0
+    #: Log rows after the given ``log_seq`` were trimmed: rebuild the set from the store.
+    log_lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +198,30 @@ class IdentityRow:
     public_key: bytes
     created_at_ms: int
 
+
+
+@dataclass(frozen=True, slots=True)
+class ModeratorRow:
+    """A moderator this node follows on ``board``; ``source`` is config, cli, ui or charter."""
+
+    board: str
+    key: bytes
+    source: str
+    added_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalRow:
+    """A post refused by policy, remembered so that it is refused again cheaply."""
+
+    id: bytes
+    board: str
+    created_at_ms: int
+    author: bytes
+    code: str
+    at_ms: int
+    carried: bool
+
+    @property
+    def key(self) -> bytes:
+        return post_key(self.board, self.created_at_ms, self.id)

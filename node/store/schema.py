@@ -151,8 +151,85 @@ def _migration_2_reply_order(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX posts_parent_time ON posts (parent, created_at_ms, id) WHERE parent IS NOT NULL")
 
 
+def _migration_3_moderation(db: sqlite_utils.Database) -> None:
+    # Moderation and trust (docs/moderation.md).  Plain SQL, like the released migrations:
+    # CHECK constraints, WITHOUT ROWID tables and partial indexes, and a fixed on-disk schema.
+    statements = [
+        # The moderators this node follows, per board.  The local pseudonyms (identities) are
+        # followed on every board without a row here.
+        """CREATE TABLE moderators (
+            board TEXT NOT NULL,
+            key BLOB NOT NULL CHECK (typeof(key) = 'blob' AND length(key) = 32),
+            source TEXT NOT NULL CHECK (source IN ('config', 'cli', 'ui', 'charter')),
+            added_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (board, key)
+        ) WITHOUT ROWID""",
+        # Derived from the stored posts of kind 'moderation' (one row per stored statement):
+        # inserted on ingest, deleted with the post (the trigger below), whatever removes it.
+        """CREATE TABLE statements (
+            id BLOB PRIMARY KEY CHECK (typeof(id) = 'blob' AND length(id) = 32),
+            board TEXT NOT NULL,
+            moderator BLOB NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            target BLOB NOT NULL,
+            reason TEXT NOT NULL,
+            expires_at_ms INTEGER,
+            created_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX statements_board ON statements (board, moderator)",
+        "CREATE INDEX statements_target ON statements (target)",
+        "CREATE INDEX statements_expiry ON statements (expires_at_ms) WHERE expires_at_ms IS NOT NULL",
+        """CREATE TRIGGER statements_follow_posts AFTER DELETE ON posts WHEN old.kind = 'moderation' BEGIN
+            DELETE FROM statements WHERE id = old.id;
+        END""",
+        # Charters and statements are few among many posts: found without scanning a board.
+        """CREATE INDEX posts_moderation ON posts (kind, board, created_at_ms, id)
+           WHERE kind IN ('moderation', 'charter')""",
+        # Ids refused by policy (blocked, quota_*, pow_required), remembered so that the same
+        # post is refused again without a signature check, bounded by max_refusals (the
+        # oldest, lowest seq, forgotten first).  ``carried``: a peer was found holding it, so
+        # its key is part of this node's reconciliation set (docs/protocol.md, "Reconciliation").
+        """CREATE TABLE refusals (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id BLOB NOT NULL UNIQUE CHECK (typeof(id) = 'blob' AND length(id) = 32),
+            board TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            author BLOB NOT NULL,
+            code TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            carried INTEGER NOT NULL DEFAULT 0 CHECK (carried IN (0, 1))
+        )""",
+        "CREATE INDEX refusals_author ON refusals (board, author)",
+        "CREATE INDEX refusals_carried ON refusals (board, created_at_ms, id) WHERE carried = 1",
+        # Posts and bytes stored per stranger, board and UTC day of this node's clock.
+        """CREATE TABLE quota_usage (
+            board TEXT NOT NULL,
+            author BLOB NOT NULL,
+            day INTEGER NOT NULL,
+            posts INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            PRIMARY KEY (author, board, day)
+        ) WITHOUT ROWID""",
+        "ALTER TABLE tombstones ADD COLUMN carried INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX tombstones_carried ON tombstones (board, created_at_ms, id) WHERE carried = 1",
+        # Keys whose place in the reconciliation set changed other than by a post stored or a
+        # tombstone written (a post removed into refusals, a refusal or purge marked carried,
+        # a carried refusal forgotten): another process on the same file reads them here
+        # (Store.changes_since) and asks the store what each key is now.
+        """CREATE TABLE key_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            key BLOB NOT NULL
+        )""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
 #: The migrations, in order: the one at index ``n`` turns version ``n`` into ``n + 1``.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1_initial, _migration_2_reply_order)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1_initial, _migration_2_reply_order, _migration_3_moderation,
+)
 
 #: The schema version this code writes (the number of migrations).
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 PASSPHRASE = "correct horse battery staple"
 WAIT_S = 30.0
+#: Settings that lift the stranger quota, for tests that flood a node from one key to test
+#: something else (storage, sync of a large store); the quota's own tests leave it on.
+NO_QUOTA = {"DAZIBAO_STRANGER_POSTS_PER_DAY": str(10**9), "DAZIBAO_STRANGER_BYTES_PER_DAY": str(10**12)}
 
 
 def cli_env(**extra: str) -> dict[str, str]:

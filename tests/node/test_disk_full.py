@@ -28,7 +28,7 @@ from dazibao.node.store import StorageFullError, Store
 from dazibao.protocol import identity, limits, messages, posts, reconcile
 from dazibao.protocol.keyindex import KeyIndex
 
-from .procs import NodeProcess, cli_env
+from .procs import NO_QUOTA, NodeProcess, cli_env
 
 MIB = 1 << 20
 KEY = identity.SigningKey(hashlib.sha256(b"disk full test key").digest())
@@ -118,7 +118,7 @@ def test_cap_setting_matches_its_limit():
 def test_store_cap_refuses_with_507_and_keeps_serving(tmp_path):
     data = new_folder(tmp_path / "node")
     cap = 3 * MIB
-    env = cli_env(DAZIBAO_MAX_STORE_BYTES=str(cap))
+    env = cli_env(DAZIBAO_MAX_STORE_BYTES=str(cap), **NO_QUOTA)
     with NodeProcess(data, env=env) as node:
         status, answer, stored = push_until_full(node)
         assert status == 507, answer
@@ -138,7 +138,7 @@ def test_store_cap_refuses_with_507_and_keeps_serving(tmp_path):
         assert node.info()["posts"] == before
         assert_reads_work(node, stored)
     # With a larger cap, writes resume.
-    with NodeProcess(data, env=cli_env(DAZIBAO_MAX_STORE_BYTES=str(8 * cap))) as node:
+    with NodeProcess(data, env=cli_env(DAZIBAO_MAX_STORE_BYTES=str(8 * cap), **NO_QUOTA)) as node:
         status, body, _ = push(node, make_posts(20, start=800_000))
         assert status == 200 and messages.decode_push_result(body).accepted == 20
 
@@ -171,7 +171,7 @@ def fill(path: Path) -> None:
 def test_full_disk_refuses_with_507_and_starts_read_only(tmp_path):
     with small_disk(tmp_path / "disk", "8m") as disk:
         data = new_folder(disk)  # NodeProcess logs beside the folder: outside the small disk
-        with NodeProcess(data) as node:
+        with NodeProcess(data, env=cli_env(**NO_QUOTA)) as node:
             status, answer, stored = push_until_full(node)
             assert status == 507, answer
             assert answer["error"]["code"] == "storage_full"
@@ -188,7 +188,7 @@ def test_full_disk_refuses_with_507_and_starts_read_only(tmp_path):
         fill(ballast)
         os.truncate(ballast, max(os.path.getsize(ballast) - 16384, 0))
         node.log.write_text("")
-        with NodeProcess(data) as node:
+        with NodeProcess(data, env=cli_env(**NO_QUOTA)) as node:
             assert node.info()["posts"] == before
             assert_reads_work(node, stored)
             status, body, _ = push(node, make_posts(5, start=700_000))

@@ -14,7 +14,7 @@ import pytest
 from dazibao.node.store import Store
 from dazibao.protocol import identity, posts
 
-from .procs import NodeProcess, cli_env, dazibao, post_ids, posts_json, wait_until
+from .procs import NO_QUOTA, NodeProcess, cli_env, dazibao, post_ids, posts_json, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,8 @@ def gossip_env(port: int, **extra: str) -> dict[str, str]:
 class FixedPortNode(NodeProcess):
     """A node on a port chosen before it starts, so that its public URL is known."""
 
-    def __init__(self, data, port, peers=()):
-        super().__init__(data, peers=peers, env=gossip_env(port), gossip_listen=f"127.0.0.1:{port}")
+    def __init__(self, data, port, peers=(), **extra: str):
+        super().__init__(data, peers=peers, env=gossip_env(port, **extra), gossip_listen=f"127.0.0.1:{port}")
         self.port = port
 
 
@@ -110,11 +110,13 @@ def test_sigkill_while_receiving_a_sync(tmp_path):
     batch = [posts.create_post(key, kind="post", board="archive", body=f"archived post {i} " * 8,
                                created_at_ms=start + i) for i in range(15_000)]
     with Store(source / "dazibao.db") as store:
+        # One key floods here: the stranger quota is not what this test is about.
+        store.configure_policy(stranger_posts_per_day=10**9, stranger_bytes_per_day=10**12)
         for i in range(0, len(batch), 5_000):
             store.ingest(batch[i : i + 5_000], source="import", now_ms=int(time.time() * 1000))
     p_source, p_sink = free_port(), free_port()
-    with FixedPortNode(source, p_source):
-        node = FixedPortNode(sink, p_sink, (f"http://127.0.0.1:{p_source}",)).start()
+    with FixedPortNode(source, p_source, **NO_QUOTA):
+        node = FixedPortNode(sink, p_sink, (f"http://127.0.0.1:{p_source}",), **NO_QUOTA).start()
 
         def received() -> int:
             try:

@@ -799,25 +799,54 @@ def test_search_offset_pages_the_same_order(store):
         store.search("theft", offset=-1)
 
 
-def test_a_version_1_store_gets_the_reply_order_index_and_keeps_its_posts(tmp_path):
+def _old_store(path, version, monkeypatch):
+    """A store file as the release of schema ``version`` wrote it (its migrations only)."""
+    with monkeypatch.context() as m:
+        m.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:version])
+        m.setattr(schema_module, "SCHEMA_VERSION", version)
+        s = Store(path)
+        s._conn.execute("INSERT INTO posts (id, kind, board, author, created_at_ms, parent, body, raw,"
+                        " received_at_ms, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (ROOT_OLD.id, "post", ROOT_OLD.board, ROOT_OLD.author, ROOT_OLD.created_at_ms, None,
+                         ROOT_OLD.body, ROOT_OLD.raw, 1, "local"))
+        s._conn.execute("INSERT INTO posts (id, kind, board, author, created_at_ms, parent, body, raw,"
+                        " received_at_ms, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (REPLY_OLD.id, "reply", REPLY_OLD.board, REPLY_OLD.author, REPLY_OLD.created_at_ms,
+                         ROOT_OLD.id, REPLY_OLD.body, REPLY_OLD.raw, 1, "local"))
+        s.close()
+
+
+ROOT_OLD = mk(A, "root", 1_000)
+REPLY_OLD = mk(B, "re", 2_000, kind="reply", parent=ROOT_OLD.id)
+
+
+def test_a_version_1_store_gets_the_reply_order_index_and_keeps_its_posts(tmp_path, monkeypatch):
     path = tmp_path / "node.db"
-    s = Store(path)
-    root = mk(A, "root", 1_000)
-    ingest(s, [root, mk(B, "re", 2_000, kind="reply", parent=root.id)])
-    s.close()
-    # Make the file what the first release wrote: schema version 1, with its parent index.
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP INDEX posts_parent_time")
-    conn.execute("CREATE INDEX posts_parent ON posts (parent) WHERE parent IS NOT NULL")
-    conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    _old_store(path, 1, monkeypatch)
     s = Store(path)
     try:
         names = {r[0] for r in s._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "posts_parent_time" in names and "posts_parent" not in names
-        assert [r.body for r in s.reply_page(root.id, 10)] == ["re"]
+        assert [r.body for r in s.reply_page(ROOT_OLD.id, 10)] == ["re"]
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         s.close()
+
+
+def test_a_version_2_store_gets_the_moderation_tables_and_keeps_its_posts(tmp_path, monkeypatch):
+    path = tmp_path / "node.db"
+    _old_store(path, 2, monkeypatch)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO tombstones (id, board, created_at_ms, author, reason, at_ms)"
+                 " VALUES (?, 'general', 5, ?, 'purged', 6)", (b"\x07" * 32, A.public_key))
+    conn.close()
+    with Store(path) as s:
+        assert s._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert s.moderators() == [] and s.refusal_counts() == {}
+        assert s.count() == 2 and [r.body for r in s.reply_page(ROOT_OLD.id, 10)] == ["re"]
+        # Tombstones written before the upgrade are not carried.
+        assert s._conn.execute("SELECT carried FROM tombstones").fetchall() == [(0,)]
+    assert schema_module.expected_objects(3)["table"] >= {"moderators", "statements", "refusals", "quota_usage"}
 
 
 def test_a_reply_page_reads_the_index_in_order(store):
