@@ -56,7 +56,7 @@ from .base import (
 )
 from .i18n import N_, Msg
 from .live import LiveFeed
-from .pages import authors, boards, compose, language, pseudonyms, search, status, thread, updates
+from .pages import authors, boards, compose, language, moderation, pseudonyms, search, status, thread, updates
 from .sessions import SessionStore
 
 __all__ = ["UI", "WebUI", "NodeInfo", "make_ui_app", "add_routes", "MAX_FORM_BYTES", "CSRF_FIELD",
@@ -194,6 +194,12 @@ def add_routes(router: web.UrlDispatcher) -> None:
     get("/p/{post_id}", thread.thread_page)
     get("/p/{post_id}/retract", compose.retract_page)
     post("/p/{post_id}/retract", compose.retract)
+    get("/p/{post_id}/moderate", moderation.moderate_page)
+    post("/p/{post_id}/moderate", moderation.moderate)
+    post("/moderation/undo", moderation.undo)
+    post("/moderators/leave", moderation.leave)
+    post("/moderators/add", moderation.add)
+    post("/moderators/adopt", moderation.adopt)
     get("/compose", compose.compose_page)
     post("/compose", compose.compose)
     get("/search", search.search_page)

@@ -26,8 +26,10 @@ from .conftest import FAST_KDF, PASSPHRASE, T0_MS, key
 HOSTILE = "<script>window.__pwned=1</script> <img src=x onerror=alert(1)> [x](javascript:alert(1))"
 MEMBER_ONLY = ["/compose", "/compose?board=labor", "/ids", "/ids/new", "/ids/unlock", "/ids/lock", "/ids/use",
                "/ids/export", "/hidden", "/status", "/authors/hide", "/authors/unhide", "/boards/follow",
-               "/boards/all", "/lang", "/b?name=labor"]
-MEMBER_LINKS = re.compile(r'(?:href|action)="/(?:compose|ids|hidden|status|authors|boards|lang|p/[0-9a-f]+/retract)')
+               "/boards/all", "/lang", "/b?name=labor", "/moderation/undo", "/moderators/leave", "/moderators/add",
+               "/moderators/adopt"]
+MEMBER_LINKS = re.compile(r'(?:href|action)="/(?:compose|ids|hidden|status|authors|boards|lang|moderat|'
+                          r'p/[0-9a-f]+/(?:retract|moderate))')
 
 
 class View:
@@ -130,7 +132,7 @@ async def test_writes_are_refused_and_change_nothing(view):
 
 async def test_member_only_paths_do_not_exist(view):
     root = view.seeded["root"].id.hex()
-    for path in MEMBER_ONLY + [f"/p/{root}/retract"]:
+    for path in MEMBER_ONLY + [f"/p/{root}/retract", f"/p/{root}/moderate"]:
         resp = await view.client.get(path, allow_redirects=False)
         assert resp.status == 404, (path, resp.status)
         _check_page(await resp.text())

@@ -22,6 +22,8 @@ from dazibao.node.config import DataDir
 from dazibao.node.service import BOARDS_META
 from dazibao.node.store import Store
 from dazibao.protocol import identity, posts
+from dazibao.protocol.errors import DazibaoError
+from dazibao.protocol.moderation import create_charter, create_statement
 
 from . import hostile
 from .conftest import T0_MS, seed_store
@@ -37,7 +39,7 @@ DOM_CHECK = """
     'span', 'nav', 'form', 'input', 'button', 'main', 'p', 'footer', 'h1', 'h2', 'details', 'summary', 'label',
     'textarea', 'select', 'option', 'ol', 'ul', 'li', 'time', 'bdi', 'code', 'pre', 'em', 'strong',
     'blockquote', 'br', 'mark', 'article', 'section', 'dl', 'dt', 'dd', 'table', 'thead', 'tbody', 'tr',
-    'th', 'td']);
+    'th', 'td', 'datalist', 'fieldset', 'legend']);
   const urlAttrs = ['href', 'src', 'action', 'formaction', 'xlink:href', 'srcset', 'data', 'poster',
     'background', 'ping', 'manifest', 'cite'];
   const bad = [];
@@ -93,7 +95,31 @@ def corpus():
                                        created_at_ms=T0_MS + 10_000 + i, parent=roots[i % REPLY_THREADS].id))
     for j, board in enumerate(boards):
         batch.append(posts.create_post(keys[j], kind="post", board=board, body=bodies[j], created_at_ms=T0_MS + j))
-    return {"names": names, "bodies": bodies, "boards": boards, "keys": keys, "roots": roots, "batch": batch}
+    # Moderation with hostile names: two keys hide posts and an author (an unknown reason code
+    # too), and the board's opener signs a charter with a hostile description.
+    moderators = [keys[1], keys[2]]
+    for i, target in enumerate(p for p in batch if p.kind == "post" and p.board == "xss"):
+        if i % 3 == 0:
+            batch.append(create_statement(moderators[i % 2], board="xss", action="hide", subject="post",
+                                          target=target.id, reason="spam" if i % 2 else "x_unknown_reason",
+                                          created_at_ms=T0_MS + 20_000 + i))
+    batch.append(create_statement(keys[2], board="xss", action="hide", subject="author", target=keys[5].public_key,
+                                  reason="provocation", created_at_ms=T0_MS + 30_000))
+    for body in bodies:
+        try:
+            batch.append(create_charter(keys[0], board="xss", moderators=[keys[1].public_key, keys[3].public_key],
+                                        description=body, created_at_ms=T0_MS + 40_000))
+        except DazibaoError:  # a body that is not a valid description (e.g. a "moderator" line)
+            continue
+        break
+    return {"names": names, "bodies": bodies, "boards": boards, "keys": keys, "roots": roots, "batch": batch,
+            "moderators": moderators}
+
+
+def _follow(data, corpus) -> None:
+    with Store(str(DataDir(data).database)) as store:
+        for k in corpus["moderators"]:
+            store.add_moderator("xss", k.public_key, source="ui", now_ms=T0_MS)
 
 
 def _visit(page, watch, url: str) -> None:
@@ -114,6 +140,7 @@ def test_hostile_content_runs_nothing_and_loads_nothing(tmp_path, corpus, start_
     store = Store(str(DataDir(data).database))
     store.set_meta(BOARDS_META, json.dumps(sorted(["xss", *corpus["boards"]])))
     store.close()
+    _follow(data, corpus)
     node = start_node("hostile")
     ui = node.ui_url
     context, watch = new_context([node.origin])
@@ -143,6 +170,12 @@ def test_hostile_content_runs_nothing_and_loads_nothing(tmp_path, corpus, start_
     for body_post in corpus["batch"][len(corpus["names"]) + REPLY_THREADS:][:20]:
         if body_post.kind == "post":
             _visit(page, watch, ui + f"p/{body_post.id.hex()}")
+            _visit(page, watch, ui + f"p/{body_post.id.hex()}/moderate")
+    # Posts hidden by the hostile-named moderators are collapsed, saying who hid them; the
+    # charter with its hostile description is offered on the board's page.
+    _visit(page, watch, ui + "b/xss")
+    assert page.locator(".threads .hidden-by li").count() > 0
+    expect(page.locator(".charter")).to_have_count(1)
 
     # Search results: hostile snippets with hostile search terms highlighted.
     for term in ["script", "<img", "onerror", "javascript:", "evil.example", "\"><", "工资", "*"]:
@@ -188,6 +221,7 @@ def test_hostile_content_on_the_public_view(tmp_path, corpus, start_node, new_co
         port = s.getsockname()[1]
     data = tmp_path / "public"
     seed_store(data, corpus["batch"])
+    _follow(data, corpus)
     node = start_node("public", DAZIBAO_PUBLIC_VIEW_LISTEN=f"127.0.0.1:{port}")
     view = f"http://127.0.0.1:{port}/"
     context, watch = new_context([node.origin, f"http://127.0.0.1:{port}"])
@@ -199,6 +233,7 @@ def test_hostile_content_on_the_public_view(tmp_path, corpus, start_node, new_co
     pages = -(-len(corpus["bodies"]) // 25)
     for n in range(1, pages + 1):
         _visit(page, watch, view + f"b/xss?page={n}")
+    assert page.locator(".hidden-by li").count() > 0 or pages > 1
     rendered = 0
     for root in corpus["roots"]:
         _visit(page, watch, view + f"p/{root.id.hex()}")

@@ -5,20 +5,32 @@ from __future__ import annotations
 from aiohttp import web
 
 from dazibao.protocol import identity, limits
+from dazibao.protocol.moderation import Statement
 from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 
-from ...store import PostRow, Store
+from ...store import ModeratorRow, PostRow, Store
 from ..base import UI, redirect, state
 from ..i18n import N_, Msg
-from .common import FormError, authors_of, field, invalid, next_location, page_number, parse_author_key
+from .common import (
+    FormError,
+    authors_of,
+    field,
+    invalid,
+    moderation_of,
+    next_location,
+    page_number,
+    parse_author_key,
+)
 
-__all__ = ["HIDDEN_PAGE_SIZE", "AUTHOR_NAMES_SHOWN", "AUTHOR_SCAN_ROWS", "AUTHOR_POSTS_SHOWN", "author_page",
-           "hide_author", "unhide_author", "hidden_page"]
+__all__ = ["HIDDEN_PAGE_SIZE", "AUTHOR_NAMES_SHOWN", "AUTHOR_SCAN_ROWS", "AUTHOR_POSTS_SHOWN", "BOARD_SUGGESTIONS",
+           "author_page", "hide_author", "unhide_author", "hidden_page"]
 
 HIDDEN_PAGE_SIZE = limits.UI_HIDDEN_PAGE_AUTHORS
 AUTHOR_NAMES_SHOWN = limits.UI_AUTHOR_NAMES_SHOWN
 AUTHOR_SCAN_ROWS = 5_000
 AUTHOR_POSTS_SHOWN = 30
+#: Boards offered (as suggestions of a text field) for following this key's moderation.
+BOARD_SUGGESTIONS = 50
 
 
 def _recent_by_author(store: Store, author: bytes, scan: int, limit: int) -> tuple[list[PostRow], bool]:
@@ -37,6 +49,12 @@ def _recent_by_author(store: Store, author: bytes, scan: int, limit: int) -> tup
     return found[:limit], False
 
 
+def _moderation_facts(store: Store, author: bytes, now_ms: int) -> tuple[list[tuple[str, Statement]],
+                                                                        list[ModeratorRow]]:
+    """What followed moderators say about ``author`` (by board), and where ``author`` moderates for this node."""
+    return store.author_moderation(author, now_ms=now_ms), [r for r in store.moderators() if r.key == author]
+
+
 async def author_page(request: web.Request) -> web.Response:
     ui = request.app[UI]
     try:
@@ -48,9 +66,15 @@ async def author_page(request: web.Request) -> web.Response:
     rows, complete = ([], True) if view.hidden else await ui.core.db.call(
         _recent_by_author, key, AUTHOR_SCAN_ROWS, AUTHOR_POSTS_SHOWN)
     history = ui.authors.history(key)
+    about, moderates = await ui.core.db.call(_moderation_facts, key, ui.core.now_ms())
+    mod = await moderation_of(request, authors, {r.board for r in rows} | {board for board, _ in about})
+    suggestions = sorted(set(ui.core.boards) | {r.board for r in rows} | {p.board for p in history})
     return ui.page(request, "author.html", nav="", title=view.name or view.fingerprint, author=view,
                    history=history[:AUTHOR_NAMES_SHOWN], older_names=max(0, len(history) - AUTHOR_NAMES_SHOWN),
-                   posts=[authors.post(r) for r in rows], complete=complete)
+                   posts=[mod.post(r) for r in rows], complete=complete,
+                   about=[mod.statement(st) for _, st in about],
+                   moderates=sorted({r.board for r in moderates}, key=lambda b: b.encode("utf-8", "surrogatepass")),
+                   board_suggestions=suggestions[:BOARD_SUGGESTIONS])
 
 
 async def hide_author(request: web.Request) -> web.Response:

@@ -24,10 +24,12 @@ from .common import (
     compose_form,
     field,
     invalid,
+    moderation_of,
     next_location,
     page_number,
     parse_board,
 )
+from .moderation import charter_view
 
 __all__ = ["PAGE_SIZE", "BOARDS_PAGE_SIZE", "BoardsQuery", "boards_page", "index", "open_board", "ensure_carried",
            "follow", "unfollow", "carry_all", "board_page"]
@@ -218,10 +220,14 @@ async def board_page(request: web.Request) -> web.Response:
     rows = await ui.core.db.call(Store.threads, board, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
     more = len(rows) > PAGE_SIZE
     authors = await authors_of(request)
-    threads = [ThreadView(authors.post(t.post), t.replies, t.last_at_ms)
+    mod = await moderation_of(request, authors, [board])
+    threads = [ThreadView(mod.post(t.post), t.replies, t.last_at_ms)
                for t in rows[:PAGE_SIZE] if not authors.hidden(t.post.author)]
     hidden = min(len(rows), PAGE_SIZE) - len(threads)
     live = "/api/updates?" + urlencode({"board": board}) if page == 1 else ""
+    # The charter is a suggestion to the member; the public view shows only who moderates.
+    charter = None if ui.public else charter_view(mod, await ui.core.db.call(Store.charter, board))
     return ui.page(request, "board.html", nav="boards", title=board, board=board, threads=threads,
                    page=page, more=more, hidden=hidden, carried=ui.core.carries(board),
-                   form=compose_form(board=board), live_url=live)
+                   form=compose_form(board=board), live_url=live, moderators=mod.moderators(board),
+                   charter=charter)

@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
 from dazibao.protocol import identity, limits, posts
 from dazibao.protocol.errors import BoardError, BodyError
+from dazibao.protocol.moderation import Statement
+from dazibao.protocol.trust import TrustView
 
 from ...keys import Pseudonym
-from ...store import PostRow, Store
+from ...store import ModeratorRow, PostRow, Store
 from ..authors import AuthorView
 from ..base import UI, WebUI, state
 from ..i18n import N_, Msg
+from ..moderation import ModeratorView, StatementView, read_boards
 from ..render import title_of
 from ..security import safe_next
 from ..sessions import Session
 
 __all__ = [
-    "MAX_PAGE", "HEX_ID", "FormError", "PostView", "ThreadView", "Authors", "authors_of", "parse_post_id",
+    "MAX_PAGE", "HEX_ID", "FormError", "PostView", "ThreadView", "Authors", "authors_of", "Moderation",
+    "moderation_of", "parse_post_id",
     "parse_author_key", "parse_board", "parse_body", "parse_display_name", "page_number", "bad_position", "field",
     "invalid", "next_location", "compose_form", "get_post", "not_here",
 ]
@@ -50,6 +55,9 @@ class PostView:
     row: PostRow
     author: AuthorView
     mine: bool  # signed by a pseudonym unlocked in this session
+    #: The statements of moderators the node follows that hide this post: shown collapsed,
+    #: with who hid it and why (empty: shown as usual).
+    hides: tuple[StatementView, ...] = ()
 
     @property
     def hex(self) -> str:
@@ -95,6 +103,51 @@ async def authors_of(request: web.Request) -> Authors:
     # The public view never reads the key folder: which pseudonyms this machine holds is private.
     local = await asyncio.to_thread(ui.keys.list) if ui.keys is not None and not ui.public else []
     return Authors(ui, local, state(request).session)
+
+
+class Moderation:
+    """What one request knows of moderation on the boards its page shows (node/web/moderation.py)."""
+
+    def __init__(self, authors: Authors, boards: dict[str, tuple[TrustView, list[ModeratorRow]]]) -> None:
+        self.authors = authors
+        self._boards = boards
+
+    def moderators(self, board: str) -> list[ModeratorView]:
+        """The moderators followed on ``board`` through its list (local pseudonyms are not in it)."""
+        _, rows = self._boards.get(board, (None, []))
+        return [ModeratorView(r.board, self.authors.view(r.key), r.source, r.added_at_ms) for r in rows]
+
+    def follows(self, board: str, key: bytes) -> bool:
+        """Whether ``key`` is in the moderators list of ``board`` (so the member can leave it)."""
+        _, rows = self._boards.get(board, (None, []))
+        return any(r.key == key for r in rows)
+
+    def statement(self, st: Statement) -> StatementView:
+        return StatementView(st, self.authors.view(st.moderator), self.follows(st.board, st.moderator))
+
+    def hides(self, row: PostRow) -> tuple[StatementView, ...]:
+        """The statements of followed moderators that hide ``row`` (none: it is shown as usual)."""
+        view, _ = self._boards.get(row.board, (None, []))
+        if view is None:
+            return ()
+        return tuple(self.statement(st) for st in view.hides(row.id, row.author))
+
+    def hidden(self, board: str, post_id: bytes, author: bytes) -> bool:
+        """Whether a followed moderator hides this post."""
+        view, _ = self._boards.get(board, (None, []))
+        return view is not None and bool(view.hides(post_id, author))
+
+    def post(self, row: PostRow) -> PostView:
+        """How the request shows ``row``: its :class:`PostView`, with the hides that apply."""
+        return replace(self.authors.post(row), hides=self.hides(row))
+
+
+async def moderation_of(request: web.Request, authors: Authors, boards: Iterable[str]) -> Moderation:
+    """What ``request`` knows of moderation on ``boards``: one call on the store's thread."""
+    ui = request.app[UI]
+    wanted = sorted(set(boards))
+    found = await ui.core.db.call(read_boards, wanted, ui.core.now_ms()) if wanted else {}
+    return Moderation(authors, found)
 
 
 def parse_post_id(text: str) -> bytes:

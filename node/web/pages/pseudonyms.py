@@ -16,7 +16,7 @@ from dazibao.protocol.errors import KeyFileError, WrongPassphraseError
 
 from ...authoring import CoreAuthor, NotStoredError
 from ...keys import KeyStoreError, Pseudonym
-from ...store import StorageFullError
+from ...store import StorageFullError, StoreError
 from ..base import UI, redirect, state
 from ..i18n import N_, Msg
 from ..sessions import Session
@@ -91,6 +91,11 @@ async def id_new(request: web.Request) -> web.Response:
         return await ids_page(request, [Msg(N_("A pseudonym called %(name)s already exists on this machine."),
                                             {"name": name})], 400, values)
     key = identity.SigningKey(seed)
+    try:
+        # The node follows its own pseudonyms' moderation statements on every board.
+        await ui.core.sync_identities()
+    except StoreError:
+        pass  # a full disk: recorded the next time the node starts
     session.unlock(pseudonym, key)
     session.active = pseudonym.fingerprint
     session.notify(Msg(N_("Pseudonym %(name)s created and unlocked. Its fingerprint is %(fp)s."),

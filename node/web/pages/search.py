@@ -8,7 +8,7 @@ from ...store import Store
 from ..base import UI
 from ..i18n import N_, Msg
 from ..render import highlight
-from .common import FormError, authors_of, page_number, parse_board
+from .common import FormError, authors_of, moderation_of, page_number, parse_board
 
 __all__ = ["SEARCH_PAGE_SIZE", "MAX_SEARCH_RESULTS", "MAX_QUERY_CHARS", "search_page"]
 
@@ -42,11 +42,12 @@ async def search_page(request: web.Request) -> web.Response:
             more = len(hits) > SEARCH_PAGE_SIZE and page * SEARCH_PAGE_SIZE < MAX_SEARCH_RESULTS
             hits = hits[:SEARCH_PAGE_SIZE]
             authors = await authors_of(request)
+            mod = await moderation_of(request, authors, {hit.post.board for hit in hits})
             for hit in hits:
                 if authors.hidden(hit.post.author):
                     hidden += 1
                     continue
-                results.append({"post": authors.post(hit.post), "snippet": highlight(hit.snippet, hit.spans)})
+                results.append({"post": mod.post(hit.post), "snippet": highlight(hit.snippet, hit.spans)})
     return ui.page(request, "search.html", status=400 if errors else 200, nav="search", title=Msg(N_("Search")),
                    query=query, board=board_text, results=results, page=page, more=more,
                    hidden=hidden, errors=errors, searched=bool(query.strip()) and not errors)

@@ -6,9 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ...store import PeerRow, Store
+from ...store import ModeratorRow, PeerRow, Store
 from ..base import UI
 from ..i18n import N_, Msg
+from ..moderation import ModeratorView
+from .common import authors_of
 
 __all__ = ["status_page"]
 
@@ -31,6 +33,12 @@ async def status_page(request: web.Request) -> web.Response:
     stored = await core.db.call(Store.count)
     boards = await core.db.call(Store.board_count)
     last_sync = max((p.last_ok_at_ms or 0 for p in peers), default=0)
+    rows: list[ModeratorRow] = await core.db.call(Store.moderators)
+    refusals = await core.db.call(Store.refusal_counts)
+    authors = await authors_of(request)
+    moderators: dict[str, list[ModeratorView]] = {}
+    for r in sorted(rows, key=lambda r: (r.board.encode("utf-8", "surrogatepass"), r.added_at_ms)):
+        moderators.setdefault(r.board, []).append(ModeratorView(r.board, authors.view(r.key), r.source, r.added_at_ms))
     return ui.page(
         request, "status.html", nav="status", title=Msg(N_("Node status")),
         gossip_url=ui.node.gossip_url if ui.node else "", ui_url=ui.node.ui_url if ui.node else "",
@@ -38,4 +46,6 @@ async def status_page(request: web.Request) -> web.Response:
         received=core.counters.received, rejected=sorted(core.counters.rejected.items()),
         rejected_total=sum(core.counters.rejected.values()), peers=[_peer_view(p, now) for p in peers],
         last_sync=last_sync, hidden=len(ui.authors.hidden),
+        moderators=sorted(moderators.items(), key=lambda i: i[0].encode("utf-8", "surrogatepass")),
+        refusals=sorted(dict(refusals).items()),
     )

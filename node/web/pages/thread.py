@@ -12,9 +12,19 @@ from dazibao.protocol import limits
 from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 
 from ...store import PostRow, Store
-from ..base import UI
+from ..base import UI, state
 from ..render import title_of
-from .common import FormError, authors_of, bad_position, compose_form, get_post, invalid, not_here, parse_post_id
+from .common import (
+    FormError,
+    authors_of,
+    bad_position,
+    compose_form,
+    get_post,
+    invalid,
+    moderation_of,
+    not_here,
+    parse_post_id,
+)
 
 __all__ = ["REPLIES_PAGE_SIZE", "thread_page", "ReplyWindow", "reply_window", "reply_cursor", "reply_location"]
 
@@ -45,7 +55,9 @@ async def thread_page(request: web.Request) -> web.Response:
         return invalid(request, exc)
     window = await ui.core.db.call(reply_window, post_id, REPLIES_PAGE_SIZE, after, before, newest)
     replies_rows = window.rows
-    replies = [authors.post(r) for r in replies_rows if not authors.hidden(r.author)]
+    mod = await moderation_of(request, authors, [row.board])
+    replies = [mod.post(r) for r in replies_rows if not authors.hidden(r.author)]
+    post = mod.post(row)
     is_text = row.kind in (KIND_POST, KIND_REPLY)
     base = f"/p/{row.id.hex()}"
     pager = {
@@ -57,10 +69,13 @@ async def thread_page(request: web.Request) -> web.Response:
     # New replies are added at the end of the list as they arrive, which is only where they
     # belong on the last page.
     live = "/api/updates?" + urlencode({"thread": row.id.hex()}) if is_text and not window.newer else ""
+    # The title of a post hidden by a moderator stays out of the window title: it is revealed
+    # only by the member's click.
+    shown_title = is_text and not authors.hidden(row.author) and not post.hides
     return ui.page(
-        request, "thread.html", nav="boards", title=title_of(row.body) if is_text and not authors.hidden(row.author)
-        else "",
-        post=authors.post(row), parent=authors.post(parent) if parent else None,
+        request, "thread.html", nav="boards", title=title_of(row.body) if shown_title else "",
+        post=post, parent=mod.post(parent) if parent else None,
+        can_moderate=bool(state(request).session.unlocked) and not ui.public,
         root_hidden=authors.hidden(row.author), replies=replies, hidden=len(replies_rows) - len(replies),
         total_replies=window.total, pager=pager,
         form=compose_form(board=row.board, parent=row.id.hex()), live_url=live, is_text=is_text,

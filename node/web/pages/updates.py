@@ -9,7 +9,7 @@ from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 from ...store import Store
 from ..base import UI, iso, when
 from ..render import title_of
-from .common import authors_of
+from .common import authors_of, moderation_of
 
 __all__ = ["updates"]
 
@@ -27,9 +27,15 @@ async def updates(request: web.Request) -> web.Response:
     if wanted:
         stored = await ui.core.db.call(Store.has, [p.id for p in wanted])
         authors = await authors_of(request)
+        mod = await moderation_of(request, authors, {p.board for p in wanted if p.id in stored})
         for p in wanted:
             if p.id not in stored:
                 continue  # retracted since
+            if mod.hidden(p.board, p.id, p.author):
+                # Shown collapsed, with who hid it and why, which only a rendered page does:
+                # the page asks the member to reload rather than leave it out silently.
+                return web.json_response({"cursor": since.cursor, "reload": True, "items": []},
+                                         headers={"Cache-Control": "no-store"})
             view = authors.view(p.author)
             items.append({
                 "id": p.id.hex(), "kind": p.kind, "board": p.board, "title": title_of(p.body),
