@@ -151,6 +151,28 @@ def test_a_hung_peer_does_not_block_pushes():
     assert A not in {a.peer for a in third}
 
 
+def test_ids_for_a_busy_peer_wait_for_its_announcement_and_go_together():
+    g = brain(A, fanout=1)
+    now, _ = first_round(g)
+    assert [a.peer for a in of(g.handle_event(NewPosts((("labor", (b"\1" * 32,)),), "local"), now), Announce)] == [A]
+    # While A's announcement is in flight, fresh posts for it wait (by board), bounded.
+    many = tuple(i.to_bytes(32, "big") for i in range(limits.MAX_IDS_PER_REQUEST + 10))
+    assert not of(g.handle_event(NewPosts((("labor", (b"\2" * 32,)), ("other", (b"\3" * 32,))), "local"), now + 1),
+                  Announce)
+    assert not of(g.handle_event(NewPosts((("labor", many),), "local"), now + 2), Announce)
+    # It ends well: one announcement carries what waited, at most max_ids_per_request ids.
+    [queued] = of(g.handle_event(PushDone(A), now + 3), Announce)
+    assert queued.peer == A
+    boards = dict(queued.ids_by_board)
+    assert boards["other"] == (b"\3" * 32,)
+    assert boards["labor"][0] == b"\2" * 32
+    assert sum(len(ids) for ids in boards.values()) == limits.MAX_IDS_PER_REQUEST
+    # That one fails: what waited behind it is dropped with it (anti-entropy carries it).
+    g.handle_event(NewPosts((("labor", (b"\4" * 32,)),), "local"), now + 4)
+    actions = g.handle_event(PushDone(A, "timeout: no timely answer"), now + 5)
+    assert of(actions, BackOff) and not of(actions, Announce)
+
+
 def test_pushes_skip_the_source_and_this_node():
     g = brain(A, B, ME, fanout=5)
     now, _ = first_round(g)
