@@ -319,6 +319,45 @@ def moderate_undo(ctx: Context, statement_id: str, as_name: str, passphrase_file
     click.echo(f"undone {statement_id} ({retraction.id.hex()})")
 
 
+@moderate_group.command("charter")
+@click.argument("board")
+@click.option("--moderator", "moderators", multiple=True, metavar="KEY",
+              help="A moderator to suggest (64 hex digits); repeat for several.")
+@click.option("--description", default="", metavar="TEXT", help="What the board is for, and its rules.")
+@click.option("--as", "as_name", required=True, metavar="PSEUDONYM", help="The pseudonym that signs it.")
+@passphrase_option
+@pass_ctx
+def moderate_charter(ctx: Context, board: str, moderators: tuple[str, ...], description: str, as_name: str,
+                     passphrase_file: str | None) -> None:
+    """Sign a charter for BOARD: a description and the moderators you suggest to newcomers.
+
+    It counts only if you opened the board (wrote its oldest post on a node); nodes show it and
+    let their members adopt its moderators, never by themselves.  A newer charter replaces it.
+    """
+    board = _board(board)
+    keys = [_key(m, "--moderator") for m in moderators]
+    if not keys and not description.strip():
+        raise _fail("give at least one --moderator KEY or a --description")
+    store = ctx.store()
+    try:
+        key = _unlock(ctx, as_name, passphrase_file)
+        try:
+            charter = StoreAuthor(store).charter(key, board=board, moderators=keys, description=description,
+                                                 now_ms=_now_ms())
+        except (AuthoringError, StoreError) as exc:
+            raise _fail(str(exc)) from None
+        except DazibaoError as exc:
+            raise _fail(getattr(exc, "message", str(exc))) from None
+        opener = store.charter(board)
+        counts = opener is not None and opener.id == charter.id
+    finally:
+        store.close()
+    click.echo(charter.id.hex())
+    if not counts:
+        click.echo(f"note: {as_name!r} did not write the oldest post on {board!r} here, so this node does not "
+                   "treat the charter as the board's", err=True)
+
+
 def status_lines(moderators: dict[str, list[dict[str, Any]]], refusals: dict[str, int]) -> list[str]:
     """The lines `dazibao status` prints about moderation."""
     lines = []

@@ -199,3 +199,24 @@ def test_config_moderators_are_followed_when_the_node_opens(tmp_path):
     dazibao(data, "moderators", "add", BOARD, MOD_B.public_key.hex())
     dazibao(data, "sync", "http://127.0.0.1:9", check=False)
     assert [(m["key"], m["source"]) for m in moderators(data)] == [(MOD_B.public_key.hex(), "cli")]
+
+
+def test_a_member_who_opened_a_board_publishes_its_charter(tmp_path):
+    data = tmp_path / "n"
+    dazibao(data, "init", "--name", "opener")
+    dazibao(data, "post", "--board", BOARD, "--as", "opener", "welcome to the board")
+    assert "at least one --moderator" in error(data, "moderate", "charter", BOARD, "--as", "opener")
+    assert "--moderator must be a public key" in error(data, "moderate", "charter", BOARD, "--moderator", "zz",
+                                                       "--as", "opener")
+    made = dazibao(data, "moderate", "charter", BOARD, "--moderator", MOD_A.public_key.hex(),
+                   "--description", "Overtime reports only.", "--as", "opener")
+    assert made.stderr == ""
+    shown = json.loads(dazibao(data, "moderators", "charter", BOARD, "--json").stdout)
+    assert shown["id"] == made.stdout.strip()
+    # A charter for a board someone else opened is published, but this node says it does not count.
+    now = int(time.time() * 1000)
+    first = posts.create_post(OPENER, kind="post", board="news", body="first", created_at_ms=now - 10_000)
+    with Store(data / "dazibao.db") as store:
+        store.ingest([first], source="import", now_ms=now)
+    late = dazibao(data, "moderate", "charter", "news", "--description", "mine now", "--as", "opener")
+    assert "did not write the oldest post" in late.stderr
