@@ -357,10 +357,12 @@ class ModerationRoom(RefusalRoom):
                   remember: bool = False) -> dict[bytes, str]:
         """Of ``(id, board, author, created_at_ms)`` of decoded posts not yet verified, those to
         refuse without verifying them: ids remembered as refused (their code again), posts
-        a followed moderator blocks (``blocked``), and posts of a stranger whose quota for today
-        is already spent (``quota_posts``/``quota_bytes``; on a board without required work, so
-        the code is the one a verified post would get).  Forged posts cannot spend a quota: it
-        counts verified posts only, and a quota refused here is not remembered.  Writes nothing
+        a followed moderator blocks (``blocked``), and a stranger's posts beyond what today's
+        quota still allows, counting this batch in order (``quota_posts``/``quota_bytes``; on a
+        board without required work, so the code is the one a verified post would get).
+        Forged posts cannot spend a quota: it counts verified posts only, and a quota refused
+        here is not remembered, so a forged post let through in place of a real one delays the
+        real one to a later copy (a sync) at most.  Writes nothing
         unless ``remember``: then the blocked ones are remembered as refused (for posts this
         node asked a peer for, whose ids it chose; a pushed post is never remembered
         unverified)."""
@@ -371,7 +373,8 @@ class ModerationRoom(RefusalRoom):
                 "SELECT id, code FROM refusals WHERE id IN ({marks})", [h[0] for h in heads]))
             self._check_epoch(conn)
             blocked = []
-            full: dict[tuple[str, bytes], str | None] = {}
+            # (board, author) -> (code once spent, posts still allowed today; None: no limit here)
+            left: dict[tuple[str, bytes], tuple[str, int | None]] = {}
             for pid, board, author, created in heads:
                 if pid in found:
                     continue
@@ -381,34 +384,37 @@ class ModerationRoom(RefusalRoom):
                     blocked.append((pid, board, created, author, BLOCKED))
                     continue
                 who = (board, author)
-                if who not in full:
-                    full[who] = self._quota_spent(conn, view, board, author, now_ms)
-                code = full[who]
-                if code is not None:
+                if who not in left:
+                    left[who] = self._quota_left(conn, view, board, author, now_ms)
+                code, room = left[who]
+                if room is None:
+                    continue
+                if room <= 0:
                     found[pid] = code
+                else:
+                    left[who] = (code, room - 1)
         if remember and blocked:
             with self._write() as conn:
                 self._remember(conn, blocked, now_ms)
         return found
 
-    def _quota_spent(self, conn: sqlite3.Connection, view: TrustView, board: str, author: bytes,
-                     now_ms: int) -> str | None:
-        """``quota_posts``/``quota_bytes`` if ``author`` is a stranger on ``board`` whose quota
-        for today is already used up by verified posts; None otherwise (or if work is required)."""
+    def _quota_left(self, conn: sqlite3.Connection, view: TrustView, board: str, author: bytes,
+                    now_ms: int) -> tuple[str, int | None]:
+        """How many more posts ``author``, a stranger on ``board``, may store today, and the
+        code for those beyond (``quota_bytes`` once the bytes are spent, else ``quota_posts``);
+        ``None`` posts for an author not held to the quota here, or a board requiring work
+        (its verdict, ``pow_required`` first, is the verified path's)."""
         quota = self.quota(board)
         if quota.pow_bits is not None:
-            return None
+            return QUOTA_POSTS, None
         if author in view.followed or author in self._locals(conn) or view.vouched(author):
-            return None
+            return QUOTA_POSTS, None
         row = conn.execute("SELECT posts, bytes FROM quota_usage WHERE board = ? AND author = ? AND day = ?",
                            (board, author, now_ms // DAY_MS)).fetchone()
-        if row is None:
-            return None
-        if row[0] >= quota.posts_per_day:
-            return QUOTA_POSTS
-        if row[1] >= quota.bytes_per_day:
-            return QUOTA_BYTES
-        return None
+        posts_today, bytes_today = row if row is not None else (0, 0)
+        if bytes_today >= quota.bytes_per_day and posts_today < quota.posts_per_day:
+            return QUOTA_BYTES, 0
+        return QUOTA_POSTS, quota.posts_per_day - posts_today
 
     # --- expiry and the sync's carried marks ---------------------------------------------------
 

@@ -238,6 +238,10 @@ def test_a_spent_quota_is_refused_before_verification_and_not_remembered(store):
     assert store.prescreen([head], now_ms=NOW) == {fresh.id: QUOTA_POSTS}
     assert store.prescreen([head], now_ms=NOW, remember=True) == {fresh.id: QUOTA_POSTS}
     assert QUOTA_POSTS not in store.refusal_counts()
+    # Within one batch, a new stranger's posts beyond the quota are screened out in order.
+    batch = make_posts(BOARD, 4, signer=FRIEND, start_ms=NOW - 100)
+    heads = [(p.id, BOARD, FRIEND.public_key, p.created_at_ms) for p in batch]
+    assert store.prescreen(heads, now_ms=NOW) == {batch[2].id: QUOTA_POSTS, batch[3].id: QUOTA_POSTS}
     # Another author, another day, a vouched author: not screened.
     other = make_post(FRIEND, board=BOARD, body="friend")
     assert store.prescreen([(other.id, BOARD, FRIEND.public_key, other.created_at_ms)], now_ms=NOW) == {}
