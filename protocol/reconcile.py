@@ -33,8 +33,11 @@ __all__ = [
     "MODE_FINGERPRINT",
     "MODE_IDLIST",
     "SPLIT_PARTS",
+    "NARROW_PARTS",
     "TAIL_PARTS",
     "IDLIST_THRESHOLD",
+    "INITIATOR_IDLIST_THRESHOLD",
+    "DENSE_IDLIST_THRESHOLD",
     "MAX_ROUNDS",
     "Range",
     "decode_message",
@@ -48,12 +51,25 @@ MODE_SKIP = 0
 MODE_FINGERPRINT = 1
 MODE_IDLIST = 2
 
-#: Sub-ranges a differing range is split into (§6.3).  A local choice, not part of the wire.
-SPLIT_PARTS = 18
-#: Of those, how many cut the newest share of the range geometrically (§6.3).
+# Policy (§6.3): local choices that change how many rounds and bytes a conversation takes,
+# never its outcome; none of them is part of the wire.
+#: A differing range is split into about the fourth root of its own keys, rounded up to a power
+#: of two, but into at least NARROW_PARTS and at most SPLIT_PARTS sub-ranges: 4 up to 256 keys,
+#: 8 up to 4 096, 16 above.
+SPLIT_PARTS = 16
+NARROW_PARTS = 4
+#: Of a full split's parts, how many cut the newest share of the range geometrically.
 TAIL_PARTS = 7
-#: A differing range with at most this many own keys is answered with an IdList (§6.3).
-IDLIST_THRESHOLD = 24
+#: The responder answers a differing Fingerprint with an IdList when it has at most this many
+#: keys there: its list settles the range.
+IDLIST_THRESHOLD = 8
+#: The Initiator does so with at most this many: its list is answered with the peer's own list,
+#: so listing costs it twice, and splitting until the peer can list is cheaper.
+INITIATOR_IDLIST_THRESHOLD = 2
+#: Where differences are dense (at least three quarters of the Fingerprints of one split differ,
+#: and they hold few keys), the responder lists up to this many keys, and either side splits
+#: wide into parts the responder will list.
+DENSE_IDLIST_THRESHOLD = 48
 #: Replies an Initiator accepts before it gives up on a conversation (§8).
 MAX_ROUNDS = 64
 
@@ -64,7 +80,10 @@ _MSG_HEADER = 7  # fixarray(2) + version + the largest array header of the range
 _ID_COST = 2 + ID_BYTES  # bin8 header + id
 _SKIP_NIL = 4  # [nil, 0, nil]
 _NO_SKIP = object()
-_CUT_SLACK = 16  # how far a cut may move to find a shorter bound (§6.3)
+_DENSE_NUM, _DENSE_DEN = 3, 4  # the share of differing Fingerprints that makes a run dense (§6.3)
+_DENSE_MEAN_KEYS = 64  # and the most own keys its Fingerprints may hold on average
+_TOP_FULL_SPLIT_KEYS = 256  # a range holding the newest key of a board with more keys is split fully
+_CUT_SLACK = 4  # how far a cut may move to find a shorter bound (§6.3)
 
 
 # --- sizes (§7): exact msgpack lengths, so a message can be filled without encoding it twice --
@@ -113,8 +132,11 @@ class _Params:
     max_idlist_ids: int
     max_bound_bytes: int
     split_parts: int
+    narrow_parts: int
     tail_parts: int
     idlist_threshold: int
+    dense_threshold: int
+    open_top: bool
 
     @classmethod
     def make(
@@ -125,12 +147,16 @@ class _Params:
         max_idlist_ids: int,
         max_bound_bytes: int,
         split_parts: int,
+        narrow_parts: int,
         tail_parts: int,
         idlist_threshold: int,
+        open_top: bool,
     ) -> _Params:
         for name, value in locals().items():
-            if name != "cls" and type(value) is not int:
+            if name not in ("cls", "open_top") and type(value) is not int:
                 raise LocalProtocolError(f"{name} must be an integer")
+        if type(open_top) is not bool:
+            raise LocalProtocolError("open_top must be True or False")
         if max_bound_bytes < MAX_KEY_BYTES:
             # §4: a bound may need every byte of a key to separate it from its predecessor.
             raise LocalProtocolError(f"max_bound_bytes must be at least {MAX_KEY_BYTES}, the longest key")
@@ -143,13 +169,15 @@ class _Params:
             raise LocalProtocolError("max_ranges must be at least 8")
         if max_idlist_ids < 1 or idlist_threshold < 1:
             raise LocalProtocolError("max_idlist_ids and idlist_threshold must be at least 1")
-        if split_parts < 2 or not 1 <= tail_parts < split_parts:
-            raise LocalProtocolError("split_parts must be at least 2 and tail_parts in [1, split_parts)")
+        if split_parts < 2 or narrow_parts < 2 or not 1 <= tail_parts < split_parts:
+            raise LocalProtocolError("split_parts and narrow_parts must be at least 2, tail_parts in [1, split_parts)")
         # The IdList an Initiator sends must fit into a message next to a Skip (§7.3) and into
         # the peer's max_idlist_ids.
         room = max_msg_bytes - _MSG_HEADER - 2 * fp_max - _SKIP_NIL
         threshold = max(1, min(idlist_threshold, max_idlist_ids, room // _ID_COST))
-        return cls(max_msg_bytes, max_ranges, max_idlist_ids, max_bound_bytes, split_parts, tail_parts, threshold)
+        dense = max(1, min(max(idlist_threshold, DENSE_IDLIST_THRESHOLD), max_idlist_ids, room // _ID_COST))
+        return cls(max_msg_bytes, max_ranges, max_idlist_ids, max_bound_bytes, split_parts, narrow_parts,
+                   tail_parts, threshold, dense, open_top)
 
 
 # --- message encoding (§3, §4) ----------------------------------------------------------------
@@ -182,14 +210,19 @@ def decode_message(
     out: list[Range] = []
     prev = b""
     last = len(raw_ranges) - 1
+    # The checks of wire.expect_* written out (they raise the same errors): a message may hold
+    # thousands of ranges, and this loop is a good part of a round's CPU.
     for n, item in enumerate(raw_ranges):
-        bound, mode, payload = wire.expect_list(item, 3, "range")
+        if type(item) is not list or len(item) != 3:
+            wire.expect_list(item, 3, "range")
+        bound, mode, payload = item
         # §4: bounds strictly increase from the empty bound; only the last one is nil.
         if bound is None:
             if n != last:
                 raise FieldError("range: only the last range may end at nil")
         else:
-            wire.expect_bytes(bound, "range bound", max_len=max_bound_bytes)
+            if type(bound) is not bytes or len(bound) > max_bound_bytes:
+                wire.expect_bytes(bound, "range bound", max_len=max_bound_bytes)
             if n == last:
                 raise FieldError("range: the last range must end at nil")
             if not prev < bound:
@@ -202,13 +235,15 @@ def decode_message(
             if payload is not None:
                 raise FieldError("range: a Skip range has a nil payload")
         elif mode == MODE_FINGERPRINT:
-            wire.expect_bytes(payload, "fingerprint", length=FINGERPRINT_BYTES)
+            if type(payload) is not bytes or len(payload) != FINGERPRINT_BYTES:
+                wire.expect_bytes(payload, "fingerprint", length=FINGERPRINT_BYTES)
         elif mode == MODE_IDLIST:
             ids = wire.expect_list(payload, None, "id list")
             if len(ids) > max_idlist_ids:
                 raise TooLargeError(f"id list of {len(ids)} ids, the limit is {max_idlist_ids}")
             for i in ids:
-                wire.expect_bytes(i, "id", length=ID_BYTES)
+                if type(i) is not bytes or len(i) != ID_BYTES:
+                    wire.expect_bytes(i, "id", length=ID_BYTES)
         else:
             raise FieldError(f"range: unknown mode {mode}")
         out.append((bound, mode, payload))
@@ -230,13 +265,13 @@ class _Out:
         self.size = _MSG_HEADER
         self.end: bytes | None = b""  # upper bound of the last range written
 
-    def skip_cost(self, bound: bytes | None) -> int:
-        """What a Skip up to ``bound`` would add, in bytes."""
-        return self.cost([(bound, MODE_SKIP, None)])[0]
-
-    def skip_ranges(self, bound: bytes | None) -> int:
-        """What a Skip up to ``bound`` would add, in ranges."""
-        return self.cost([(bound, MODE_SKIP, None)])[1]
+    def skip(self, bound: bytes | None) -> tuple[int, int]:
+        """(bytes, ranges) that a Skip up to ``bound`` would add."""
+        if bound == self.end:
+            return 0, 0
+        if self.ranges and self.ranges[-1][1] == MODE_SKIP:
+            return _bound_cost(bound) - _bound_cost(self.ranges[-1][0]), 0
+        return _range_cost(bound, MODE_SKIP), 1
 
     def cost(self, items: Sequence[Range]) -> tuple[int, int]:
         """(bytes, ranges) that adding ``items`` in order would add, with Skips merged."""
@@ -264,7 +299,7 @@ class _Out:
         if mode == MODE_SKIP:
             if bound == self.end:
                 return
-            self.size += self.skip_cost(bound)
+            self.size += self.skip(bound)[0]
             if self.ranges and self.ranges[-1][1] == MODE_SKIP:
                 self.ranges[-1][0] = bound
             else:
@@ -291,6 +326,20 @@ def _common_prefix_len(a: bytes, b: bytes) -> int:
 def _separator(prev: bytes, key: bytes) -> bytes:
     """The shortest prefix of ``key`` that is greater than ``prev`` (which is below ``key``)."""
     return key[: _common_prefix_len(prev, key) + 1]
+
+
+def _top_bound(key: bytes, hi: bytes | None) -> bytes | None:
+    """The lowest bound above every key of ``key``'s board and millisecond (§6.3): ``board ||
+    0x00 || created_at_ms + 1``, without trailing zero bytes (no key lies between the shorter
+    bound and the full one).  None when that is not below ``hi`` or the time cannot grow.
+    """
+    t = int.from_bytes(key[-(ID_BYTES + 8) : -ID_BYTES], "big") + 1
+    if t >> 64:
+        return None
+    bound = key[: -(ID_BYTES + 8)] + t.to_bytes(8, "big").rstrip(b"\x00")
+    if hi is not None and bound >= hi:
+        return None
+    return bound
 
 
 def _split_offsets(count: int, parts: int, tail_parts: int) -> list[int]:
@@ -324,8 +373,8 @@ def _split_offsets(count: int, parts: int, tail_parts: int) -> list[int]:
 
 def _split(
     index: KeyIndex, start: int, stop: int, hi: bytes | None, parts: int, tail_parts: int
-) -> list[tuple[bytes | None, bytes]]:
-    """Cut own keys [start, stop) into sub-ranges; [(upper_bound, fingerprint), ...].
+) -> list[Range]:
+    """Cut own keys [start, stop) into sub-ranges, each a Fingerprint of own keys (§6.3).
 
     Bounds are the shortest prefixes separating a key from its predecessor (§4), so each
     sub-range holds exactly the keys between two cuts; the last sub-range ends at ``hi``.
@@ -355,11 +404,81 @@ def _split(
     cuts.append(stop)
     bounds.append(hi)
     # One more cut than bounds: fingerprints_at gives one fingerprint per bound.
-    return list(zip(bounds, index.fingerprints_at(cuts), strict=True))
+    return [(b, MODE_FINGERPRINT, fp) for b, fp in zip(bounds, index.fingerprints_at(cuts), strict=True)]
 
 
-def _split_cost(pieces: list[tuple[bytes | None, bytes]]) -> int:
-    return sum(_range_cost(b, MODE_FINGERPRINT) for b, _ in pieces)
+def _open_top(newest: bytes, pieces: list[Range], hi: bytes | None) -> list[Range] | None:
+    """``pieces`` of a range that holds the splitter's ``newest`` key of a board, with an empty
+    IdList above that key (§6.3); None when no bound fits.
+
+    A node that was offline lacks the newest posts of every board, and they lie above its own
+    newest key: an empty IdList there settles them in the same round.  The last part keeps its
+    fingerprint, since every own key of it lies below the new bound.  A range in the middle of
+    a board gets no such part: a difference is no likelier above the splitter's last key in it
+    than anywhere else.
+    """
+    top = _top_bound(newest, hi)
+    if top is None or len(pieces) < 2 or top <= (pieces[-2][0] or b""):
+        return None
+    return [*pieces[:-1], (top, MODE_FINGERPRINT, pieces[-1][2]), (hi, MODE_IDLIST, [])]
+
+
+def _split_cost(pieces: list[Range]) -> int:
+    return sum(_range_cost(b, m, len(x) if m == MODE_IDLIST else 0) for b, m, x in pieces)
+
+
+def _survey(index: KeyIndex, ranges: Sequence[Range]) -> list[tuple[int, int, bool, bool]]:
+    """For each range of a message: (start, stop, same, dense).
+
+    ``start``/``stop`` are the positions of own keys in it, ``same`` whether it is a
+    Fingerprint equal to ours, and ``dense`` whether it lies in a run of ranges with work (no
+    Skip between them, so most likely the parts of one split) of which at least two are
+    Fingerprints, at least three quarters of those differ, and they are not too large: there,
+    differences are dense, and listing beats splitting further.  Policy only (§6.3).
+
+    Consecutive ranges share their bound, so each bound is located once, and the fingerprints
+    of a run are computed together (one prefix sum per bound).
+    """
+    # Positions: the start of each range is the stop of the one before it.
+    spans: list[tuple[int, int]] = []
+    stop = 0
+    for bound, _, _ in ranges:
+        start = stop
+        stop = max(start, index.index_of(bound))
+        spans.append((start, stop))
+    out = [(start, stop, False, False) for start, stop in spans]
+    n = 0
+    while n < len(ranges):
+        if ranges[n][1] == MODE_SKIP:
+            n += 1
+            continue
+        # A run of ranges with work: [n, end).
+        end = n
+        while end < len(ranges) and ranges[end][1] != MODE_SKIP:
+            end += 1
+        fps = differ = keys = 0
+        k = n
+        while k < end:
+            if ranges[k][1] != MODE_FINGERPRINT:
+                k += 1
+                continue
+            # Consecutive Fingerprints [k, j): one call, one prefix sum per bound.
+            j = k
+            while j < end and ranges[j][1] == MODE_FINGERPRINT:
+                j += 1
+            prints = index.fingerprints_at([spans[k][0]] + [spans[i][1] for i in range(k, j)])
+            for i in range(k, j):
+                same = prints[i - k] == ranges[i][2]
+                out[i] = (*spans[i], same, False)
+                fps += 1
+                differ += not same
+                keys += spans[i][1] - spans[i][0]
+            k = j
+        if fps >= 2 and differ * _DENSE_DEN >= fps * _DENSE_NUM and keys <= fps * _DENSE_MEAN_KEYS:
+            for k in range(n, end):
+                out[k] = (*out[k][:3], True)
+        n = end
+    return out
 
 
 # --- the responder (§6.2) -----------------------------------------------------------------------
@@ -374,13 +493,17 @@ def respond(
     max_idlist_ids: int = limits.MAX_IDLIST_IDS,
     max_bound_bytes: int = limits.MAX_BOUND_BYTES,
     split_parts: int = SPLIT_PARTS,
+    narrow_parts: int = NARROW_PARTS,
     tail_parts: int = TAIL_PARTS,
     idlist_threshold: int = IDLIST_THRESHOLD,
+    open_top: bool = True,
 ) -> bytes:
     """Answer one reconciliation message from an Initiator; stateless between rounds.
 
-    Raises any error of :func:`decode_message` (all RemoteProtocolError) for a bad message,
-    and LocalProtocolError for limits too small to make progress with (§7.3).
+    The keyword arguments after the limits are policy (§6.3): they change rounds and bytes,
+    never the outcome; ``open_top=False`` gives splits without the empty IdList above the
+    newest key.  Raises any error of :func:`decode_message` (all RemoteProtocolError) for a
+    bad message, and LocalProtocolError for limits too small to make progress with (§7.3).
     """
     p = _Params.make(
         max_msg_bytes=max_msg_bytes,
@@ -388,8 +511,10 @@ def respond(
         max_idlist_ids=max_idlist_ids,
         max_bound_bytes=max_bound_bytes,
         split_parts=split_parts,
+        narrow_parts=narrow_parts,
         tail_parts=tail_parts,
         idlist_threshold=idlist_threshold,
+        open_top=open_top,
     )
     ranges = decode_message(
         msg,
@@ -403,37 +528,47 @@ def respond(
     for bound, mode, _ in ranges:
         if mode != MODE_SKIP:
             last_open = bound
+    remainder_cost = _range_cost(last_open, MODE_FINGERPRINT)
     out = _Out()
+    survey = _survey(index, ranges)
     # None (the end of the key space) only after the last range, once nothing is left to do.
     lo: bytes | None = b""
-    for bound, mode, payload in ranges:
+    answered: bytes | None = b""  # the upper bound of the last range with work answered
+    for (bound, mode, payload), (start, stop, same, dense) in zip(ranges, survey, strict=True):
         if mode == MODE_SKIP:
             lo = bound  # merged into the Skip written before the next range with work
             continue
-        start = index.index_of(lo)
-        stop = index.index_of(bound)
+        if same or (mode == MODE_IDLIST and start == stop and not payload):
+            # Agreement (§6.3): answered with a Skip, merged like a Skip of the message.
+            lo = answered = bound
+            continue
         # Room left for this range's answer, keeping back a Skip up to ``lo`` before it and a
         # remainder Fingerprint plus a trailing Skip after it (§7.2).
-        room = p.max_msg_bytes - out.size - out.skip_cost(lo) - _range_cost(last_open, MODE_FINGERPRINT) - _SKIP_NIL
-        room_ranges = p.max_ranges - len(out.ranges) - out.skip_ranges(lo) - 2
+        skip_size, skip_count = out.skip(lo)
+        room = p.max_msg_bytes - out.size - skip_size - remainder_cost - _SKIP_NIL
+        room_ranges = p.max_ranges - len(out.ranges) - skip_count - 2
         answer = _answer(index, hi=bound, mode=mode, payload=payload, start=start, stop=stop, room=room,
-                         room_ranges=room_ranges, p=p)
+                         room_ranges=room_ranges, p=p, same=same, dense=dense)
         if answer is not None:
             answer = [(lo, MODE_SKIP, None), *answer]
             size, count = out.cost(answer)
-            if size > room + out.skip_cost(lo) or count > room_ranges + out.skip_ranges(lo):
+            if size > room + skip_size or count > room_ranges + skip_count:
                 answer = None
         if answer is None:
             # §7.2: out of room.  Everything from the end of what was written up to the end of
             # the last range with work becomes one Fingerprint; the Initiator sends those
-            # ranges again.
-            rest_lo = out.end
-            a = index.index_of(rest_lo)
+            # ranges again.  Agreeing ranges answered since are written as a Skip first if
+            # that fits (each answer kept room for the remainder and a trailing Skip only).
+            skip_size, skip_count = out.skip(answered)
+            if (out.size + skip_size + remainder_cost + _SKIP_NIL <= p.max_msg_bytes
+                    and len(out.ranges) + skip_count + 2 <= p.max_ranges):
+                out.add(answered, MODE_SKIP, None)
+            a = index.index_of(out.end)
             out.add(last_open, MODE_FINGERPRINT, index.fingerprint_at(a, max(a, index.index_of(last_open))))
             break
         for sub_bound, sub_mode, sub_payload in answer:
             out.add(sub_bound, sub_mode, sub_payload)
-        lo = bound
+        lo = answered = bound
     out.add(None, MODE_SKIP, None)
     return out.encode()
 
@@ -449,17 +584,23 @@ def _answer(
     room: int,
     room_ranges: int,
     p: _Params,
+    same: bool,
+    dense: bool,
+    initiator: bool = False,
 ) -> list[Range] | None:
     """The ranges answering one range with work in it, ending at ``hi`` (§6.3); None if none fits.
 
-    ``start``/``stop`` are the positions of own keys in the range.  The answer covers exactly
+    ``start``/``stop`` are the positions of own keys in the range, ``same`` whether it is a
+    Fingerprint equal to ours, ``dense`` what :func:`_survey` found.  The answer covers exactly
     the range.  ``room`` and ``room_ranges`` are what the answer may add to the message.
     """
     count = stop - start
     if mode == MODE_FINGERPRINT:
-        if index.fingerprint_at(start, stop) == payload:
+        if same:
             return [(hi, MODE_SKIP, None)]
-        list_limit = p.idlist_threshold
+        # The Initiator's list is answered with the peer's whole list: it lists only a few ids
+        # even where differences are dense, and splits into parts the peer will list.
+        list_limit = p.dense_threshold if dense and not initiator else p.idlist_threshold
     else:
         # An IdList reaching the responder is answered with its own list if that is not too
         # long, or with Skip if the lists agree; one reaching the Initiator is settled by the
@@ -472,18 +613,35 @@ def _answer(
     if count < 2:
         return None
     fp_max = _range_cost(b"\0" * p.max_bound_bytes, MODE_FINGERPRINT)
-    # No more parts than it takes to bring every part to three quarters of the IdList
-    # threshold (leaving room for moved cuts and for keys only the peer has): a finer split
-    # would cost Fingerprints without saving a round.
-    parts = max(2, min(p.split_parts, -(-4 * count // (3 * p.idlist_threshold))))
+    # About the fourth root of the range's size, as a power of two (4 parts up to 256 keys, 8 up
+    # to 4 096, 16 above; all of SPLIT_PARTS where differences are dense): wide splits of large
+    # ranges keep the rounds few (a single difference among a million keys within four round
+    # trips), narrow ones near the leaves cost fewer bytes per difference, since most of their
+    # parts match.  And no more parts than it takes to bring each to three quarters of what the
+    # peer lists at once (leaving room for moved cuts and for keys only the peer has): a finer
+    # split would cost Fingerprints without saving a round.
+    root = 1 << -(-(count - 1).bit_length() // 4)
+    cap = p.split_parts if dense else min(p.split_parts, max(p.narrow_parts, root))
+    # A range that holds the splitter's newest key of a board is where recent differences
+    # are: split it fully, with the geometric tail, once it holds more than 256 keys.
+    newest = index.key_at(stop - 1)
+    top = index.index_of(newest[: -(ID_BYTES + 9)] + b"\x01") == stop
+    if top and count > _TOP_FULL_SPLIT_KEYS:
+        cap = p.split_parts
+    peer_lists = DENSE_IDLIST_THRESHOLD if dense else IDLIST_THRESHOLD if initiator else INITIATOR_IDLIST_THRESHOLD
+    parts = max(2, min(cap, -(-4 * count // (3 * peer_lists))))
     parts = min(parts, room_ranges, room // fp_max)
-    # The newest share is cut finer only in a full split; a smaller one is the last level
-    # before IdLists, where equal parts serve best.
+    # The newest share is cut finer only in a full split; smaller ones are the levels before
+    # IdLists, where equal parts serve best.
     tail_parts = p.tail_parts if parts == p.split_parts else 1
     while parts >= 2:
         pieces = _split(index, start, stop, hi, parts, tail_parts)
         if len(pieces) >= 2 and _split_cost(pieces) <= room:
-            return [(b, MODE_FINGERPRINT, fp) for b, fp in pieces]
+            if p.open_top and top:
+                topped = _open_top(newest, pieces, hi)
+                if topped is not None and _split_cost(topped) <= room and len(topped) <= room_ranges:
+                    return topped
+            return pieces
         parts //= 2
     return None
 
@@ -499,6 +657,9 @@ class Initiator:
     lacks and ``need`` the ids the peer has and this side lacks (32-byte ids, no repeats).
     ``rounds`` counts replies processed; ``bytes_sent`` / ``bytes_received`` count message
     bytes.  The index may change between rounds; the result then reflects a mix of states.
+    The keyword arguments after the limits are policy, as for :func:`respond` (the Initiator
+    lists fewer ids by default: INITIATOR_IDLIST_THRESHOLD); ``open_top=False`` also gives the
+    first message of the first release, one Fingerprint a board.
 
     Raises LocalProtocolError for an empty or invalid ``boards``, for limits too small to make
     progress with, and for calls out of order.
@@ -514,8 +675,10 @@ class Initiator:
         max_idlist_ids: int = limits.MAX_IDLIST_IDS,
         max_bound_bytes: int = limits.MAX_BOUND_BYTES,
         split_parts: int = SPLIT_PARTS,
+        narrow_parts: int = NARROW_PARTS,
         tail_parts: int = TAIL_PARTS,
-        idlist_threshold: int = IDLIST_THRESHOLD,
+        idlist_threshold: int = INITIATOR_IDLIST_THRESHOLD,
+        open_top: bool = True,
         max_rounds: int = MAX_ROUNDS,
     ) -> None:
         self._p = _Params.make(
@@ -524,8 +687,10 @@ class Initiator:
             max_idlist_ids=max_idlist_ids,
             max_bound_bytes=max_bound_bytes,
             split_parts=split_parts,
+            narrow_parts=narrow_parts,
             tail_parts=tail_parts,
             idlist_threshold=idlist_threshold,
+            open_top=open_top,
         )
         if type(max_rounds) is not int or max_rounds < 1:
             raise LocalProtocolError("max_rounds must be a positive integer")
@@ -568,7 +733,24 @@ class Initiator:
         """
         if self._state != "new":
             raise LocalProtocolError("initiate() may be called once")
-        self._pending = [(b + b"\x00", b + b"\x01", MODE_FINGERPRINT) for b in self._boards]
+        self._pending = []
+        index = self._index
+        for board in self._boards:
+            lo, hi = board + b"\x00", board + b"\x01"
+            start, stop = index.index_of(lo), index.index_of(hi)
+            if not self._p.open_top:
+                self._pending.append((lo, hi, MODE_FINGERPRINT))
+                continue
+            top = _top_bound(index.key_at(stop - 1), hi) if stop > start else None
+            if stop == start:
+                # No keys of this board: "my ids here are none" (§6.1).
+                self._pending.append((lo, hi, MODE_IDLIST))
+            elif top is not None:
+                # The board below and above this side's newest key: whatever the peer has above
+                # it comes back listed in this very round (§6.1).
+                self._pending += [(lo, top, MODE_FINGERPRINT), (top, hi, MODE_IDLIST)]
+            else:
+                self._pending.append((lo, hi, MODE_FINGERPRINT))
         msg = self._emit([])
         assert msg is not None  # every board is pending, and the first one always fits
         self._state = "waiting"
@@ -599,9 +781,11 @@ class Initiator:
         )
         items: list[tuple[bytes, bytes, int, Any]] = []
         lo = b""
-        for bound, mode, payload in ranges:
+        for (bound, mode, payload), (start, stop, same, dense) in zip(
+            ranges, _survey(self._index, ranges), strict=True
+        ):
             if mode != MODE_SKIP:
-                self._take(lo, bound, mode, payload, items)
+                self._take(lo, bound, mode, payload, items, start, stop, same, dense)
             if bound is None:
                 break  # the last range (decode_message: only the last one ends at nil)
             lo = bound
@@ -616,9 +800,11 @@ class Initiator:
         return out
 
     def _take(
-        self, lo: bytes, hi: bytes | None, mode: int, payload: Any, items: list[tuple[bytes, bytes, int, Any]]
+        self, lo: bytes, hi: bytes | None, mode: int, payload: Any, items: list[tuple[bytes, bytes, int, Any]],
+        start: int, stop: int, same: bool, dense: bool,
     ) -> None:
-        """Handle one reply range with work in it (§6.4), appending what to send next to ``items``."""
+        """Handle one reply range with work in it (§6.4), appending what to send next to ``items``;
+        ``start`` to ``dense`` are what :func:`_survey` found."""
         # Find the ranges we sent that overlap [lo, hi).
         k = bisect_right(self._open_los, lo) - 1
         if k < 0 or not lo < self._open[k][1]:
@@ -629,9 +815,6 @@ class Initiator:
             k += 1
         if not overlap:
             raise ReconcileError("reconciliation reply has work in a range that was not asked about")
-        index = self._index
-        start = index.index_of(lo)
-        stop = max(start, index.index_of(hi))
         olo, ohi, _ = overlap[0]
         inside = len(overlap) == 1 and olo <= lo and _le(hi, ohi)
         if mode == MODE_IDLIST:
@@ -642,8 +825,8 @@ class Initiator:
         if inside:
             # §6.3, as on the responder.  Room is not limited here: what does not fit into
             # the next message stays pending (§7.1).
-            answer = _answer(index, hi=hi, mode=mode, payload=payload, start=start, stop=stop,
-                             room=1 << 62, room_ranges=1 << 62, p=self._p)
+            answer = _answer(self._index, hi=hi, mode=mode, payload=payload, start=start, stop=stop,
+                             room=1 << 62, room_ranges=1 << 62, p=self._p, same=same, dense=dense, initiator=True)
             assert answer is not None and hi is not None
             sub_lo = lo
             for sub_hi, sub_mode, sub_payload in answer:
@@ -653,7 +836,7 @@ class Initiator:
                     items.append((sub_lo, sub_hi, sub_mode, sub_payload))
                 sub_lo = sub_hi
             return
-        if index.fingerprint_at(start, stop) == payload:
+        if same:
             return
         # §7.2: a remainder Fingerprint over several of our ranges (and the gaps between them)
         # that differs: send each of those ranges again, clipped to the reply range.
@@ -698,8 +881,9 @@ class Initiator:
                     mode = MODE_FINGERPRINT
                     payload = index.fingerprint_at(start, stop)
             n = len(payload) if mode == MODE_IDLIST else 0
-            size = out.size + out.skip_cost(lo) + _range_cost(hi, mode, n) + _SKIP_NIL
-            count = len(out.ranges) + out.skip_ranges(lo) + 2
+            skip_size, skip_count = out.skip(lo)
+            size = out.size + skip_size + _range_cost(hi, mode, n) + _SKIP_NIL
+            count = len(out.ranges) + skip_count + 2
             if size <= p.max_msg_bytes and count <= p.max_ranges:
                 out.add(lo, MODE_SKIP, None)
                 out.add(hi, mode, payload)

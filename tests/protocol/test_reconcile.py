@@ -27,6 +27,7 @@ from dazibao.protocol.reconcile import (
     MODE_IDLIST,
     MODE_SKIP,
     Initiator,
+    _top_bound,
     decode_message,
     encode_message,
     respond,
@@ -226,9 +227,22 @@ def vector_index() -> KeyIndex:
 
 def test_initiate_vector():
     # The first message for boards general and help over the three keys of
-    # docs/protocol.md, "Reconciliation", "Fingerprints" (the fingerprint of "general" is the worked one).
+    # docs/protocol.md, "Reconciliation", "Fingerprints" (the fingerprint of "general" is the
+    # worked one): each board below and above the newest key held there (§6.1).
     msg = Initiator(vector_index(), ["help", "general"]).initiate()
     assert msg.hex() == (
+        "92" "01" "97"  # [1, [7 ranges]]
+        "93" "c408" "67656e6572616c00" "00" "c0"  # [b"general\x00", Skip, nil]
+        "93" "c410" "67656e6572616c00" "0000018bcfe56802"  # up to general, T0 + 2 ms (k2 is at T0 + 1)
+        "01" "c410" "e58461d72b9e3738c1d923ca0eda8994"  # Fingerprint of {k1, k2}
+        "93" "c408" "67656e6572616c01" "02" "90"  # [b"general\x01", IdList, []]
+        "93" "c405" "68656c7000" "00" "c0"  # [b"help\x00", Skip, nil]
+        "93" "c40d" "68656c7000" "0000018bcfe56801" "01" "c410" "6d7cff780bf657e8f967ca018753b763"
+        "93" "c405" "68656c7001" "02" "90"  # [b"help\x01", IdList, []]
+        "93" "c0" "00" "c0"  # [nil, Skip, nil]
+    )
+    # Without the open top, the first message of the first release: one Fingerprint a board.
+    assert Initiator(vector_index(), ["help", "general"], open_top=False).initiate().hex() == (
         "92" "01" "95"  # [1, [5 ranges]]
         "93" "c408" "67656e6572616c00" "00" "c0"  # [b"general\x00", Skip, nil]
         "93" "c408" "67656e6572616c01" "01" "c410" "e58461d72b9e3738c1d923ca0eda8994"
@@ -245,28 +259,66 @@ def test_vector_round_trip():
     first = init.initiate()
     # docs/protocol.md, "Reconciliation", "Example": both byte strings.
     assert first.hex() == (
-        "920195"
+        "920197"
         "93c40867656e6572616c0000c0"
-        "93c40867656e6572616c0101c41001e07729842233c25c5c8856d31ea820"
+        "93c41067656e6572616c000000018bcfe5680101c41001e07729842233c25c5c8856d31ea820"
+        "93c40867656e6572616c010290"
         "93c40568656c700000c0"
-        "93c40568656c700101c4106d7cff780bf657e8f967ca018753b763"
+        "93c40d68656c70000000018bcfe5680101c4106d7cff780bf657e8f967ca018753b763"
+        "93c40568656c70010290"
         "93c000c0"
     )
+    assert len(first) == 126
     reply = respond(ours, first)
     assert reply.hex() == (
         "920193"
-        "93c40867656e6572616c0000c0"
-        "93c40867656e6572616c010292"
-        "c420" + "01" + "00" * 31 + "c420" + "02" + "00" * 31 + "93c000c0"
+        "93c41067656e6572616c000000018bcfe5680100c0"
+        "93c40867656e6572616c010291"
+        "c420" + "02" + "00" * 31 + "93c000c0"
     )
-    # The responder has two keys in "general", under the IdList threshold: it lists them.
+    assert len(reply) == 75
+    # Below T0 + 1 ms both sides hold k1 (Skip); above it the responder lists k2; "help" agrees.
     assert decode_message(reply) == [
-        (b"general\x00", MODE_SKIP, None),
-        (b"general\x01", MODE_IDLIST, [bytes([1]) + bytes(31), bytes([2]) + bytes(31)]),
+        (b"general\x00" + (T0 + 1).to_bytes(8, "big"), MODE_SKIP, None),
+        (b"general\x01", MODE_IDLIST, [bytes([2]) + bytes(31)]),
         (None, MODE_SKIP, None),
     ]
     assert init.reconcile(reply) is None
     assert init.need == [bytes([2]) + bytes(31)] and init.have == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(BOARDS), st.integers(0, 2**64 - 1), st.binary(min_size=32, max_size=32),
+       st.integers(-3, 3), st.binary(min_size=32, max_size=32))
+def test_the_top_bound_lies_just_above_a_millisecond(board, t, ident, dt, other):
+    # §6.1: board || 0x00 || be8(t + 1), trailing zero bytes dropped: every key of the board at
+    # time t or before lies below it, every later one at or above it.
+    key = post_key(board, t, ident)
+    top = _top_bound(key, None)
+    if t == 2**64 - 1:
+        assert top is None
+        return
+    assert top is not None and top > key and top.startswith(board.encode() + b"\x00")
+    t2 = t + dt
+    if 0 <= t2 < 2**64:
+        assert (post_key(board, t2, other) < top) == (t2 <= t)
+    assert _top_bound(key, top) is None  # not below hi
+    assert post_key(board + "x", 0, other) > top  # the keys of later boards lie above it
+
+
+def test_identical_and_offline_nodes_in_one_round_trip_either_side():
+    # §6.1 and §6.3 (the open top): a node back from being offline learns what it missed in one
+    # round trip whether it asks or answers; identical stores cost one small round trip.
+    rng = random.Random(21)
+    keys = make_keys(rng, 20_000)
+    newest = set(sorted(keys, key=lambda k: k[-40:])[-50:])
+    rest = [k for k in keys if k not in newest]
+    # Bytes: the ids the Initiator lacks; a split of each board on the responder's side (the
+    # responder does not know where the Initiator's extra keys lie); nothing.
+    for a, b, most in ((rest, keys, 400 + 36 * len(newest)), (keys, rest, 400 + 800 * len(BOARDS)), (keys, keys, 400)):
+        init, sizes = check_converges(a, b, BOARDS)
+        assert init.rounds == 1
+        assert sum(s + r for s, r in sizes) < most
 
 
 def ranges_msg(ranges, version=1) -> bytes:

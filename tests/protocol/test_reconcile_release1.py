@@ -1,0 +1,708 @@
+"""The reconciliation of dazibao's first release, frozen: an old peer for the tests.
+
+A verbatim copy of protocol/reconcile.py as first released (only the imports made absolute, and
+this docstring): its Initiator and responder follow the policy of that release (one
+Fingerprint a board in the first message, 18-part splits with a geometric tail, IdLists of up
+to 24 ids on both sides, no empty IdList above the newest key).  tests/protocol/
+test_reconcile_compat.py runs it against today's implementation in both directions, to show
+that a node of the first release still reconciles with a new one.  It defines no tests, and
+must not be edited: it is the old peer.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dazibao.protocol import limits, wire
+from dazibao.protocol.errors import FieldError, LocalProtocolError, ReconcileError, TooLargeError
+from dazibao.protocol.keyindex import FINGERPRINT_BYTES, ID_BYTES, MAX_KEY_BYTES, KeyIndex
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MODE_SKIP",
+    "MODE_FINGERPRINT",
+    "MODE_IDLIST",
+    "SPLIT_PARTS",
+    "TAIL_PARTS",
+    "IDLIST_THRESHOLD",
+    "MAX_ROUNDS",
+    "Range",
+    "decode_message",
+    "encode_message",
+    "respond",
+    "Initiator",
+]
+
+PROTOCOL_VERSION = 1
+MODE_SKIP = 0
+MODE_FINGERPRINT = 1
+MODE_IDLIST = 2
+
+#: Sub-ranges a differing range is split into (§6.3).  A local choice, not part of the wire.
+SPLIT_PARTS = 18
+#: Of those, how many cut the newest share of the range geometrically (§6.3).
+TAIL_PARTS = 7
+#: A differing range with at most this many own keys is answered with an IdList (§6.3).
+IDLIST_THRESHOLD = 24
+#: Replies an Initiator accepts before it gives up on a conversation (§8).
+MAX_ROUNDS = 64
+
+# One range is [upper_bound, mode, payload] (§3).
+Range = tuple["bytes | None", int, Any]
+
+_MSG_HEADER = 7  # fixarray(2) + version + the largest array header of the range list
+_ID_COST = 2 + ID_BYTES  # bin8 header + id
+_SKIP_NIL = 4  # [nil, 0, nil]
+_NO_SKIP = object()
+_CUT_SLACK = 16  # how far a cut may move to find a shorter bound (§6.3)
+
+
+# --- sizes (§7): exact msgpack lengths, so a message can be filled without encoding it twice --
+
+
+def _bin_cost(n: int) -> int:
+    return n + (2 if n < 0x100 else 3 if n < 0x10000 else 5)
+
+
+def _array_header(n: int) -> int:
+    return 1 if n < 16 else 3 if n < 0x10000 else 5
+
+
+def _bound_cost(bound: bytes | None) -> int:
+    return 1 if bound is None else _bin_cost(len(bound))
+
+
+def _range_cost(bound: bytes | None, mode: int, n_ids: int = 0) -> int:
+    # fixarray(3) + bound + mode (a positive fixint) + payload.
+    if mode == MODE_SKIP:
+        payload = 1
+    elif mode == MODE_FINGERPRINT:
+        payload = 2 + FINGERPRINT_BYTES
+    else:
+        payload = _array_header(n_ids) + n_ids * _ID_COST
+    return 2 + _bound_cost(bound) + payload
+
+
+def _lt(a: bytes, b: bytes | None) -> bool:
+    """a < b where None is the end of the key space."""
+    return b is None or a < b
+
+
+def _le(a: bytes | None, b: bytes | None) -> bool:
+    """a <= b where None is the end of the key space."""
+    return b is None or (a is not None and a <= b)
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    max_msg_bytes: int
+    max_ranges: int
+    max_idlist_ids: int
+    max_bound_bytes: int
+    split_parts: int
+    tail_parts: int
+    idlist_threshold: int
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        max_msg_bytes: int,
+        max_ranges: int,
+        max_idlist_ids: int,
+        max_bound_bytes: int,
+        split_parts: int,
+        tail_parts: int,
+        idlist_threshold: int,
+    ) -> _Params:
+        for name, value in locals().items():
+            if name != "cls" and type(value) is not int:
+                raise LocalProtocolError(f"{name} must be an integer")
+        if max_bound_bytes < MAX_KEY_BYTES:
+            # §4: a bound may need every byte of a key to separate it from its predecessor.
+            raise LocalProtocolError(f"max_bound_bytes must be at least {MAX_KEY_BYTES}, the longest key")
+        fp_max = _range_cost(b"\0" * max_bound_bytes, MODE_FINGERPRINT)
+        # §7.3: a message must hold a leading Skip, a two-way split, a remainder and a trailing
+        # Skip with room to spare, or a conversation could stall.
+        if max_msg_bytes < 8 * fp_max:
+            raise LocalProtocolError(f"max_msg_bytes must be at least {8 * fp_max} with these bounds")
+        if max_ranges < 8:
+            raise LocalProtocolError("max_ranges must be at least 8")
+        if max_idlist_ids < 1 or idlist_threshold < 1:
+            raise LocalProtocolError("max_idlist_ids and idlist_threshold must be at least 1")
+        if split_parts < 2 or not 1 <= tail_parts < split_parts:
+            raise LocalProtocolError("split_parts must be at least 2 and tail_parts in [1, split_parts)")
+        # The IdList an Initiator sends must fit into a message next to a Skip (§7.3) and into
+        # the peer's max_idlist_ids.
+        room = max_msg_bytes - _MSG_HEADER - 2 * fp_max - _SKIP_NIL
+        threshold = max(1, min(idlist_threshold, max_idlist_ids, room // _ID_COST))
+        return cls(max_msg_bytes, max_ranges, max_idlist_ids, max_bound_bytes, split_parts, tail_parts, threshold)
+
+
+# --- message encoding (§3, §4) ----------------------------------------------------------------
+
+
+def decode_message(
+    data: bytes,
+    *,
+    max_msg_bytes: int = limits.MAX_RECONCILE_MSG_BYTES,
+    max_ranges: int = limits.MAX_RECONCILE_RANGES,
+    max_idlist_ids: int = limits.MAX_IDLIST_IDS,
+    max_bound_bytes: int = limits.MAX_BOUND_BYTES,
+) -> list[Range]:
+    """Decode and check one reconciliation message into ``[(upper_bound, mode, payload), ...]``.
+
+    Raises TooLargeError (message, range count, IdList or bound over its limit),
+    MalformedError or NonCanonicalError (not the canonical msgpack of one value), VersionError
+    (a version other than 1), FieldError (any other breach of §3) -- all RemoteProtocolError.
+    """
+    # §3: the version is checked before the rest of the shape (and before floats and
+    # canonical form), so that a future version with a different shape is reported as such.
+    value = wire.unpack_message(data, max_bytes=max_msg_bytes, version=PROTOCOL_VERSION,
+                                what="reconciliation message")
+    wire.expect_list(value, 2, "reconciliation message")
+    raw_ranges = wire.expect_list(value[1], None, "reconciliation ranges")
+    if len(raw_ranges) > max_ranges:
+        raise TooLargeError(f"{len(raw_ranges)} ranges, the limit is {max_ranges}")
+    if not raw_ranges:
+        raise FieldError("reconciliation message: no ranges")
+    out: list[Range] = []
+    prev = b""
+    last = len(raw_ranges) - 1
+    for n, item in enumerate(raw_ranges):
+        bound, mode, payload = wire.expect_list(item, 3, "range")
+        # §4: bounds strictly increase from the empty bound; only the last one is nil.
+        if bound is None:
+            if n != last:
+                raise FieldError("range: only the last range may end at nil")
+        else:
+            wire.expect_bytes(bound, "range bound", max_len=max_bound_bytes)
+            if n == last:
+                raise FieldError("range: the last range must end at nil")
+            if not prev < bound:
+                raise FieldError("range: bounds must strictly increase")
+            prev = bound
+        if type(mode) is not int:
+            raise FieldError("range: the mode must be an integer")
+        # §5: the payload of each mode.
+        if mode == MODE_SKIP:
+            if payload is not None:
+                raise FieldError("range: a Skip range has a nil payload")
+        elif mode == MODE_FINGERPRINT:
+            wire.expect_bytes(payload, "fingerprint", length=FINGERPRINT_BYTES)
+        elif mode == MODE_IDLIST:
+            ids = wire.expect_list(payload, None, "id list")
+            if len(ids) > max_idlist_ids:
+                raise TooLargeError(f"id list of {len(ids)} ids, the limit is {max_idlist_ids}")
+            for i in ids:
+                wire.expect_bytes(i, "id", length=ID_BYTES)
+        else:
+            raise FieldError(f"range: unknown mode {mode}")
+        out.append((bound, mode, payload))
+    return out
+
+
+def encode_message(ranges: Sequence[Range]) -> bytes:
+    """The canonical bytes of a message made of ``ranges`` (no checks; see :func:`decode_message`)."""
+    return wire.pack([PROTOCOL_VERSION, [list(r) for r in ranges]])
+
+
+class _Out:
+    """A message being built: merges adjacent Skips (§6.1) and knows its exact size (§7)."""
+
+    __slots__ = ("ranges", "size", "end")
+
+    def __init__(self) -> None:
+        self.ranges: list[list[Any]] = []
+        self.size = _MSG_HEADER
+        self.end: bytes | None = b""  # upper bound of the last range written
+
+    def skip_cost(self, bound: bytes | None) -> int:
+        """What a Skip up to ``bound`` would add, in bytes."""
+        return self.cost([(bound, MODE_SKIP, None)])[0]
+
+    def skip_ranges(self, bound: bytes | None) -> int:
+        """What a Skip up to ``bound`` would add, in ranges."""
+        return self.cost([(bound, MODE_SKIP, None)])[1]
+
+    def cost(self, items: Sequence[Range]) -> tuple[int, int]:
+        """(bytes, ranges) that adding ``items`` in order would add, with Skips merged."""
+        size = ranges = 0
+        end = self.end
+        skip_bound: Any = self.ranges[-1][0] if self.ranges and self.ranges[-1][1] == MODE_SKIP else _NO_SKIP
+        for bound, mode, payload in items:
+            if mode == MODE_SKIP:
+                if bound == end:
+                    continue
+                if skip_bound is not _NO_SKIP:
+                    size += _bound_cost(bound) - _bound_cost(skip_bound)
+                else:
+                    size += _range_cost(bound, MODE_SKIP)
+                    ranges += 1
+                skip_bound = bound
+            else:
+                size += _range_cost(bound, mode, len(payload) if mode == MODE_IDLIST else 0)
+                ranges += 1
+                skip_bound = _NO_SKIP
+            end = bound
+        return size, ranges
+
+    def add(self, bound: bytes | None, mode: int, payload: Any) -> None:
+        if mode == MODE_SKIP:
+            if bound == self.end:
+                return
+            self.size += self.skip_cost(bound)
+            if self.ranges and self.ranges[-1][1] == MODE_SKIP:
+                self.ranges[-1][0] = bound
+            else:
+                self.ranges.append([bound, MODE_SKIP, None])
+        else:
+            n = len(payload) if mode == MODE_IDLIST else 0
+            self.size += _range_cost(bound, mode, n)
+            self.ranges.append([bound, mode, payload])
+        self.end = bound
+
+    def encode(self) -> bytes:
+        return wire.pack([PROTOCOL_VERSION, self.ranges])
+
+
+# --- splitting a range (§6.3) ---------------------------------------------------------------
+
+
+def _common_prefix_len(a: bytes, b: bytes) -> int:
+    m = min(len(a), len(b))
+    x = int.from_bytes(a[:m], "big") ^ int.from_bytes(b[:m], "big")
+    return m - (x.bit_length() + 7) // 8
+
+
+def _separator(prev: bytes, key: bytes) -> bytes:
+    """The shortest prefix of ``key`` that is greater than ``prev`` (which is below ``key``)."""
+    return key[: _common_prefix_len(prev, key) + 1]
+
+
+def _split_offsets(count: int, parts: int, tail_parts: int) -> list[int]:
+    """Where to cut ``count`` keys into at most ``parts`` sub-ranges: offsets in (0, count).
+
+    §6.3: equal shares of the keys, except that the last share is cut again into halves,
+    quarters, ... (``tail_parts`` pieces) so the newest keys of a range land in small
+    sub-ranges.  A node that was offline misses the newest posts of each board; this finds them
+    in one split instead of several, while a difference anywhere else still lands in a
+    sub-range of at most 1/(parts - tail_parts + 1) of the range.
+    """
+    parts = min(parts, count)
+    if parts < 2:
+        return []
+    equal = parts - tail_parts + 1
+    if equal < 2 or count < 4 * parts:
+        cuts = [count * k // parts for k in range(1, parts)]
+    else:
+        cuts = [count * k // equal for k in range(1, equal)]
+        start = count * (equal - 1) // equal
+        tail = count - start
+        cuts += [start + tail - (tail >> k) for k in range(1, tail_parts)]
+    out = []
+    prev = 0
+    for c in cuts:
+        if prev < c < count:
+            out.append(c)
+            prev = c
+    return out
+
+
+def _split(
+    index: KeyIndex, start: int, stop: int, hi: bytes | None, parts: int, tail_parts: int
+) -> list[tuple[bytes | None, bytes]]:
+    """Cut own keys [start, stop) into sub-ranges; [(upper_bound, fingerprint), ...].
+
+    Bounds are the shortest prefixes separating a key from its predecessor (§4), so each
+    sub-range holds exactly the keys between two cuts; the last sub-range ends at ``hi``.
+    Each cut may move by up to an eighth of the distance to its neighbours (at most
+    ``_CUT_SLACK`` keys) to where the separating prefix is shortest, which keeps bounds short.
+    """
+    offsets = _split_offsets(stop - start, parts, tail_parts)
+    cuts = [start]
+    bounds: list[bytes | None] = []
+    for n, off in enumerate(offsets):
+        pos = start + off
+        left = pos - cuts[-1]
+        right = (start + offsets[n + 1] if n + 1 < len(offsets) else stop) - pos
+        slack = min(_CUT_SLACK, (left - 1) // 8, (right - 1) // 8)
+        window = list(index.keys_at(pos - slack - 1, pos + slack + 1))
+        best: bytes | None = None
+        best_pos = pos
+        for i in range(1, len(window)):
+            cand = _separator(window[i - 1], window[i])
+            here = pos - slack - 1 + i
+            if (best is None or len(cand) < len(best)
+                    or (len(cand) == len(best) and abs(here - pos) < abs(best_pos - pos))):
+                best, best_pos = cand, here
+        if best is not None:
+            cuts.append(best_pos)
+            bounds.append(best)
+    cuts.append(stop)
+    bounds.append(hi)
+    # One more cut than bounds: fingerprints_at gives one fingerprint per bound.
+    return list(zip(bounds, index.fingerprints_at(cuts), strict=True))
+
+
+def _split_cost(pieces: list[tuple[bytes | None, bytes]]) -> int:
+    return sum(_range_cost(b, MODE_FINGERPRINT) for b, _ in pieces)
+
+
+# --- the responder (§6.2) -----------------------------------------------------------------------
+
+
+def respond(
+    index: KeyIndex,
+    msg: bytes,
+    *,
+    max_msg_bytes: int = limits.MAX_RECONCILE_MSG_BYTES,
+    max_ranges: int = limits.MAX_RECONCILE_RANGES,
+    max_idlist_ids: int = limits.MAX_IDLIST_IDS,
+    max_bound_bytes: int = limits.MAX_BOUND_BYTES,
+    split_parts: int = SPLIT_PARTS,
+    tail_parts: int = TAIL_PARTS,
+    idlist_threshold: int = IDLIST_THRESHOLD,
+) -> bytes:
+    """Answer one reconciliation message from an Initiator; stateless between rounds.
+
+    Raises any error of :func:`decode_message` (all RemoteProtocolError) for a bad message,
+    and LocalProtocolError for limits too small to make progress with (§7.3).
+    """
+    p = _Params.make(
+        max_msg_bytes=max_msg_bytes,
+        max_ranges=max_ranges,
+        max_idlist_ids=max_idlist_ids,
+        max_bound_bytes=max_bound_bytes,
+        split_parts=split_parts,
+        tail_parts=tail_parts,
+        idlist_threshold=idlist_threshold,
+    )
+    ranges = decode_message(
+        msg,
+        max_msg_bytes=p.max_msg_bytes,
+        max_ranges=p.max_ranges,
+        max_idlist_ids=p.max_idlist_ids,
+        max_bound_bytes=p.max_bound_bytes,
+    )
+    # The upper bound of the last range with work in it, for the remainder of §7.2.
+    last_open: bytes | None = b""
+    for bound, mode, _ in ranges:
+        if mode != MODE_SKIP:
+            last_open = bound
+    out = _Out()
+    # None (the end of the key space) only after the last range, once nothing is left to do.
+    lo: bytes | None = b""
+    for bound, mode, payload in ranges:
+        if mode == MODE_SKIP:
+            lo = bound  # merged into the Skip written before the next range with work
+            continue
+        start = index.index_of(lo)
+        stop = index.index_of(bound)
+        # Room left for this range's answer, keeping back a Skip up to ``lo`` before it and a
+        # remainder Fingerprint plus a trailing Skip after it (§7.2).
+        room = p.max_msg_bytes - out.size - out.skip_cost(lo) - _range_cost(last_open, MODE_FINGERPRINT) - _SKIP_NIL
+        room_ranges = p.max_ranges - len(out.ranges) - out.skip_ranges(lo) - 2
+        answer = _answer(index, hi=bound, mode=mode, payload=payload, start=start, stop=stop, room=room,
+                         room_ranges=room_ranges, p=p)
+        if answer is not None:
+            answer = [(lo, MODE_SKIP, None), *answer]
+            size, count = out.cost(answer)
+            if size > room + out.skip_cost(lo) or count > room_ranges + out.skip_ranges(lo):
+                answer = None
+        if answer is None:
+            # §7.2: out of room.  Everything from the end of what was written up to the end of
+            # the last range with work becomes one Fingerprint; the Initiator sends those
+            # ranges again.
+            rest_lo = out.end
+            a = index.index_of(rest_lo)
+            out.add(last_open, MODE_FINGERPRINT, index.fingerprint_at(a, max(a, index.index_of(last_open))))
+            break
+        for sub_bound, sub_mode, sub_payload in answer:
+            out.add(sub_bound, sub_mode, sub_payload)
+        lo = bound
+    out.add(None, MODE_SKIP, None)
+    return out.encode()
+
+
+def _answer(
+    index: KeyIndex,
+    *,
+    hi: bytes | None,
+    mode: int,
+    payload: Any,
+    start: int,
+    stop: int,
+    room: int,
+    room_ranges: int,
+    p: _Params,
+) -> list[Range] | None:
+    """The ranges answering one range with work in it, ending at ``hi`` (§6.3); None if none fits.
+
+    ``start``/``stop`` are the positions of own keys in the range.  The answer covers exactly
+    the range.  ``room`` and ``room_ranges`` are what the answer may add to the message.
+    """
+    count = stop - start
+    if mode == MODE_FINGERPRINT:
+        if index.fingerprint_at(start, stop) == payload:
+            return [(hi, MODE_SKIP, None)]
+        list_limit = p.idlist_threshold
+    else:
+        # An IdList reaching the responder is answered with its own list if that is not too
+        # long, or with Skip if the lists agree; one reaching the Initiator is settled by the
+        # caller (§6.4), never here.
+        if count == len(payload) and set(index.ids_at(start, stop)) == set(payload):
+            return [(hi, MODE_SKIP, None)]
+        list_limit = p.max_idlist_ids
+    if count <= list_limit and _range_cost(hi, MODE_IDLIST, count) <= room and room_ranges >= 1:
+        return [(hi, MODE_IDLIST, index.ids_at(start, stop))]
+    if count < 2:
+        return None
+    fp_max = _range_cost(b"\0" * p.max_bound_bytes, MODE_FINGERPRINT)
+    # No more parts than it takes to bring every part to three quarters of the IdList
+    # threshold (leaving room for moved cuts and for keys only the peer has): a finer split
+    # would cost Fingerprints without saving a round.
+    parts = max(2, min(p.split_parts, -(-4 * count // (3 * p.idlist_threshold))))
+    parts = min(parts, room_ranges, room // fp_max)
+    # The newest share is cut finer only in a full split; a smaller one is the last level
+    # before IdLists, where equal parts serve best.
+    tail_parts = p.tail_parts if parts == p.split_parts else 1
+    while parts >= 2:
+        pieces = _split(index, start, stop, hi, parts, tail_parts)
+        if len(pieces) >= 2 and _split_cost(pieces) <= room:
+            return [(b, MODE_FINGERPRINT, fp) for b, fp in pieces]
+        parts //= 2
+    return None
+
+
+# --- the initiator (§6.4) ---------------------------------------------------------------------
+
+
+class Initiator:
+    """The asking side of one reconciliation: ``initiate()``, then ``reconcile()`` until None.
+
+    ``boards`` are the boards both sides carry (the scope); nothing outside them is ever
+    reported.  After the conversation, ``have`` holds the ids this side has and the peer
+    lacks and ``need`` the ids the peer has and this side lacks (32-byte ids, no repeats).
+    ``rounds`` counts replies processed; ``bytes_sent`` / ``bytes_received`` count message
+    bytes.  The index may change between rounds; the result then reflects a mix of states.
+
+    Raises LocalProtocolError for an empty or invalid ``boards``, for limits too small to make
+    progress with, and for calls out of order.
+    """
+
+    def __init__(
+        self,
+        index: KeyIndex,
+        boards: Sequence[str],
+        *,
+        max_msg_bytes: int = limits.MAX_RECONCILE_MSG_BYTES,
+        max_ranges: int = limits.MAX_RECONCILE_RANGES,
+        max_idlist_ids: int = limits.MAX_IDLIST_IDS,
+        max_bound_bytes: int = limits.MAX_BOUND_BYTES,
+        split_parts: int = SPLIT_PARTS,
+        tail_parts: int = TAIL_PARTS,
+        idlist_threshold: int = IDLIST_THRESHOLD,
+        max_rounds: int = MAX_ROUNDS,
+    ) -> None:
+        self._p = _Params.make(
+            max_msg_bytes=max_msg_bytes,
+            max_ranges=max_ranges,
+            max_idlist_ids=max_idlist_ids,
+            max_bound_bytes=max_bound_bytes,
+            split_parts=split_parts,
+            tail_parts=tail_parts,
+            idlist_threshold=idlist_threshold,
+        )
+        if type(max_rounds) is not int or max_rounds < 1:
+            raise LocalProtocolError("max_rounds must be a positive integer")
+        if isinstance(boards, (str, bytes)) or not boards:
+            raise LocalProtocolError("an Initiator needs at least one board")
+        scope = set()
+        for board in boards:
+            if type(board) is not str or not board:
+                raise LocalProtocolError("boards must be non-empty strings")
+            raw = board.encode("utf-8", "surrogatepass")
+            # §6.1: board ranges must not overlap; board names never hold 0x00 or 0x01.
+            if b"\x00" in raw or b"\x01" in raw or len(raw) + 1 > self._p.max_bound_bytes:
+                raise LocalProtocolError(f"board {board!r} cannot be reconciled")
+            scope.add(raw)
+        self._boards = sorted(scope)
+        self._index = index
+        self._max_rounds = max_rounds
+        self.have: list[bytes] = []
+        self.need: list[bytes] = []
+        self._seen: set[bytes] = set()
+        self.rounds = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        # Ranges [lo, hi) with work sent in the last message, with the mode they were sent in.
+        self._open: list[tuple[bytes, bytes, int]] = []
+        self._open_los: list[bytes] = []
+        # Ranges with work that did not fit into a message yet (§7.1).
+        self._pending: list[tuple[bytes, bytes, int]] = []
+        self._state = "new"
+
+    @property
+    def done(self) -> bool:
+        """True once reconcile() has returned None."""
+        return self._state == "done"
+
+    def initiate(self) -> bytes:
+        """The first message: one Fingerprint per board in scope, Skip elsewhere (§6.1).
+
+        Raises LocalProtocolError if called twice.
+        """
+        if self._state != "new":
+            raise LocalProtocolError("initiate() may be called once")
+        self._pending = [(b + b"\x00", b + b"\x01", MODE_FINGERPRINT) for b in self._boards]
+        msg = self._emit([])
+        assert msg is not None  # every board is pending, and the first one always fits
+        self._state = "waiting"
+        return msg
+
+    def reconcile(self, msg: bytes) -> bytes | None:
+        """Process the peer's reply; the next message to send, or None when reconciliation is done.
+
+        Accumulates ``have`` and ``need``.  Raises any error of :func:`decode_message`,
+        ReconcileError for a reply that is not an answer to what was asked (work outside the
+        ranges we sent, an IdList across them), TooLargeError when the conversation would
+        exceed ``max_rounds`` round trips -- all RemoteProtocolError; after one, the
+        conversation is over (``have``/``need`` keep what was settled until then).  Raises
+        LocalProtocolError when called before initiate() or after the end.
+        """
+        if self._state != "waiting":
+            raise LocalProtocolError("reconcile() needs a message sent by initiate() or reconcile()")
+        self._state = "failed"  # until this reply has been processed completely
+        self.bytes_received += len(msg)
+        self.rounds += 1
+        p = self._p
+        ranges = decode_message(
+            msg,
+            max_msg_bytes=p.max_msg_bytes,
+            max_ranges=p.max_ranges,
+            max_idlist_ids=p.max_idlist_ids,
+            max_bound_bytes=p.max_bound_bytes,
+        )
+        items: list[tuple[bytes, bytes, int, Any]] = []
+        lo = b""
+        for bound, mode, payload in ranges:
+            if mode != MODE_SKIP:
+                self._take(lo, bound, mode, payload, items)
+            if bound is None:
+                break  # the last range (decode_message: only the last one ends at nil)
+            lo = bound
+        if not items and not self._pending:
+            self._state = "done"
+            return None
+        if self.rounds >= self._max_rounds:
+            raise TooLargeError(f"reconciliation not finished after {self.rounds} rounds")
+        out = self._emit(items)
+        assert out is not None
+        self._state = "waiting"
+        return out
+
+    def _take(
+        self, lo: bytes, hi: bytes | None, mode: int, payload: Any, items: list[tuple[bytes, bytes, int, Any]]
+    ) -> None:
+        """Handle one reply range with work in it (§6.4), appending what to send next to ``items``."""
+        # Find the ranges we sent that overlap [lo, hi).
+        k = bisect_right(self._open_los, lo) - 1
+        if k < 0 or not lo < self._open[k][1]:
+            k += 1
+        overlap = []
+        while k < len(self._open) and _lt(self._open[k][0], hi):
+            overlap.append(self._open[k])
+            k += 1
+        if not overlap:
+            raise ReconcileError("reconciliation reply has work in a range that was not asked about")
+        index = self._index
+        start = index.index_of(lo)
+        stop = max(start, index.index_of(hi))
+        olo, ohi, _ = overlap[0]
+        inside = len(overlap) == 1 and olo <= lo and _le(hi, ohi)
+        if mode == MODE_IDLIST:
+            if not inside:
+                raise ReconcileError("reconciliation reply has an IdList across ranges that were not asked about")
+            self._settle(start, stop, payload)
+            return
+        if inside:
+            # §6.3, as on the responder.  Room is not limited here: what does not fit into
+            # the next message stays pending (§7.1).
+            answer = _answer(index, hi=hi, mode=mode, payload=payload, start=start, stop=stop,
+                             room=1 << 62, room_ranges=1 << 62, p=self._p)
+            assert answer is not None and hi is not None
+            sub_lo = lo
+            for sub_hi, sub_mode, sub_payload in answer:
+                # The answer ends at ``hi`` (not None here); its other bounds lie below it.
+                assert sub_hi is not None
+                if sub_mode != MODE_SKIP:
+                    items.append((sub_lo, sub_hi, sub_mode, sub_payload))
+                sub_lo = sub_hi
+            return
+        if index.fingerprint_at(start, stop) == payload:
+            return
+        # §7.2: a remainder Fingerprint over several of our ranges (and the gaps between them)
+        # that differs: send each of those ranges again, clipped to the reply range.
+        for olo, ohi, omode in overlap:
+            items.append((max(olo, lo), ohi if hi is None else min(ohi, hi), omode, None))
+
+    def _settle(self, start: int, stop: int, theirs: list[bytes]) -> None:
+        """§6.4: the peer listed all its ids in a range; record have and need for it."""
+        ours = self._index.ids_at(start, stop)
+        their_set = set(theirs)
+        our_set = set(ours)
+        seen = self._seen
+        for i in ours:
+            if i not in their_set and i not in seen:
+                seen.add(i)
+                self.have.append(i)
+        for i in theirs:
+            if i not in our_set and i not in seen:
+                seen.add(i)
+                self.need.append(i)
+
+    def _emit(self, items: list[tuple[bytes, bytes, int, Any]]) -> bytes | None:
+        """Build the next message from new ``items`` and pending ranges; None if there is no work.
+
+        §7.1: ranges that do not fit are sent as Skip and kept pending for a later message.
+        """
+        work = sorted(items + [(lo, hi, mode, None) for lo, hi, mode in self._pending], key=lambda w: w[0])
+        if not work:
+            return None
+        p = self._p
+        index = self._index
+        out = _Out()
+        sent: list[tuple[bytes, bytes, int]] = []
+        pending: list[tuple[bytes, bytes, int]] = []
+        for lo, hi, mode, payload in work:
+            if payload is None:
+                start = index.index_of(lo)
+                stop = max(start, index.index_of(hi))
+                if mode == MODE_IDLIST and stop - start <= p.idlist_threshold:
+                    payload = index.ids_at(start, stop)
+                else:
+                    mode = MODE_FINGERPRINT
+                    payload = index.fingerprint_at(start, stop)
+            n = len(payload) if mode == MODE_IDLIST else 0
+            size = out.size + out.skip_cost(lo) + _range_cost(hi, mode, n) + _SKIP_NIL
+            count = len(out.ranges) + out.skip_ranges(lo) + 2
+            if size <= p.max_msg_bytes and count <= p.max_ranges:
+                out.add(lo, MODE_SKIP, None)
+                out.add(hi, mode, payload)
+                sent.append((lo, hi, mode))
+            else:
+                pending.append((lo, hi, mode))
+        out.add(None, MODE_SKIP, None)
+        self._open = sent
+        self._open_los = [s[0] for s in sent]
+        self._pending = pending
+        data = out.encode()
+        self.bytes_sent += len(data)
+        return data
