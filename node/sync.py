@@ -84,7 +84,7 @@ class SyncReport:
     #: Ids the peer holds that this node refused by policy: not fetched again.
     skipped_refused: int = 0
     #: Refused or purged ids found on the peer and now part of this node's reconciliation set
-    #: (docs/moderation.md, "Carried refusals"), so that the next sync does not see them again.
+    #: (docs/moderation.md, "A refusal must not cost forever"), so that the next sync does not see them again.
     carried: int = 0
     peer_rejected: list[tuple[str, str]] = field(default_factory=list)
     #: Board names in the peer's /v1/info that break the board-name rule (ignored).

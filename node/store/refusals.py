@@ -1,5 +1,5 @@
 """The store's refusals room: the ids refused by policy, and the keys of the reconciliation set
-that are not stored posts (docs/moderation.md, "Carried refusals").
+that are not stored posts (docs/moderation.md, "A refusal must not cost forever").
 
 * ``refusals`` remembers ids refused by policy (``blocked``, ``quota_posts``, ``quota_bytes``,
   ``pow_required``) with what is needed to name their key, so that the same post is refused

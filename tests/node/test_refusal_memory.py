@@ -1,4 +1,4 @@
-"""Refused and purged ids do not cost at every sync (docs/moderation.md, "Carried refusals").
+"""Refused and purged ids do not cost at every sync (docs/moderation.md, "A refusal must not cost forever").
 
 Real nodes on 127.0.0.1 (`dazibao run`), real `dazibao sync` commands, and a TCP proxy in front
 of the peer that counts every byte of the conversation, HTTP headers included.
