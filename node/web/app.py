@@ -210,6 +210,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     post("/ids/use", pseudonyms.id_use)
     post("/ids/export", pseudonyms.id_export)
     get("/a/{author}", authors.author_page)
+    get("/authors/hide", authors.hide_page)
     post("/authors/hide", authors.hide_author)
     post("/authors/unhide", authors.unhide_author)
     get("/hidden", authors.hidden_page)

@@ -177,6 +177,9 @@ class WebUI:
         base = {
             "lang": lang,
             "csrf_token": session.csrf,
+            # One per page: a writing form sends it back, so that a resubmission, or a form
+            # shown before the idle lock, is shown again instead of published (sessions.py).
+            "form_token": session.form_token() if st.persistent else "",
             "active": active.pseudonym if active else None,
             "unlocked": [u.pseudonym for u in session.unlocked.values()],
             "notices": session.take_notices() if st.persistent else [],

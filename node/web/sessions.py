@@ -6,6 +6,13 @@ browser (or another user of the machine) that opens the UI starts with nothing u
 A session that is not used for ``idle_lock_s`` seconds forgets its keys; the UI's own
 background task sweeps every session so that keys do not linger in memory after that time
 even when no request comes.  Time is read from ``clock`` (monotonic seconds).
+
+A session also keeps the member's drafts (the text of a post or reply not yet published, by
+form) in memory only, and what it needs to tell a browser's resubmission of a form from a new
+submission: every writing form carries a form token (:meth:`Session.form_token`) naming the
+session's lock epoch, which the idle lock advances, and a token that published once is
+remembered (:meth:`Session.spend_form`).  Drafts are never written to disk, so they do not
+survive a restart of the node (docs/web-ui.md, "Drafts").
 """
 
 from __future__ import annotations
@@ -20,11 +27,24 @@ from dazibao.protocol.identity import SigningKey
 from ..keys import Pseudonym
 from .i18n import N_, Msg
 
-__all__ = ["Unlocked", "Session", "SessionStore"]
+__all__ = ["Unlocked", "Draft", "Session", "SessionStore", "MAX_DRAFTS"]
 
 MAX_SESSIONS = 256
 MAX_SESSION_AGE_S = 12 * 3600  # a session unused this long is forgotten
 MAX_NOTICES = 8
+#: Drafts kept per session (the least recently saved is dropped first); each is at most one
+#: post body (max_body_bytes), so a session holds at most 8 x 16 KiB of drafts.
+MAX_DRAFTS = 8
+#: Form tokens remembered as spent (published) per session.
+MAX_SPENT_FORMS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a member wrote in a form and did not publish (yet)."""
+
+    body: str
+    as_fp: str = ""
 
 
 @dataclass(slots=True)
@@ -44,6 +64,45 @@ class Session:
     active: str | None = None
     #: Messages to show once, on the next page (after a form's redirect).
     notices: list[Msg] = field(default_factory=list)
+    #: Drafts by form (``board:<name>`` or ``reply:<parent id hex>``), oldest first.
+    drafts: dict[str, Draft] = field(default_factory=dict)
+    #: Advanced by each idle lock: a form shown before it is never published at once.
+    lock_epoch: int = 0
+    #: Form tokens that already published (a browser's resubmission sends one again).
+    spent_forms: list[str] = field(default_factory=list)
+
+    def save_draft(self, form_key: str, draft: Draft) -> None:
+        self.drafts.pop(form_key, None)
+        if not draft.body.strip():
+            return
+        self.drafts[form_key] = draft
+        while len(self.drafts) > MAX_DRAFTS:
+            del self.drafts[next(iter(self.drafts))]
+
+    def draft(self, form_key: str) -> Draft | None:
+        return self.drafts.get(form_key)
+
+    def drop_draft(self, form_key: str) -> None:
+        self.drafts.pop(form_key, None)
+
+    def form_token(self) -> str:
+        """A new token for a writing form shown now: ``<lock epoch>-<random>``."""
+        return f"{self.lock_epoch}-{secrets.token_urlsafe(12)}"
+
+    def form_is_stale(self, token: str) -> bool:
+        """Whether a form with ``token`` must not publish at once: it already published (a
+        resubmission), or it was shown before the last idle lock.  A form without a token (a
+        client other than the UI's own pages) is not stale."""
+        if not token:
+            return False
+        if token in self.spent_forms:
+            return True
+        epoch, _, _ = token.partition("-")
+        return not epoch.isdigit() or int(epoch) < self.lock_epoch
+
+    def spend_form(self, token: str) -> None:
+        if token:
+            self.spent_forms = (self.spent_forms + [token])[-MAX_SPENT_FORMS:]
 
     def notify(self, msg: Msg) -> None:
         self.notices = (self.notices + [msg])[-MAX_NOTICES:]
@@ -136,6 +195,7 @@ class SessionStore:
     def _lock_if_idle(self, session: Session, now: float) -> None:
         if session.unlocked and now - session.last_active_s >= self.idle_lock_s:
             session.lock()
+            session.lock_epoch += 1
             session.notify(Msg(N_("Your pseudonyms were locked after a time without activity. "
                                   "Unlock one to post again.")))
 

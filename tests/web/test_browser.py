@@ -109,6 +109,8 @@ def test_member_flow(start_node, new_context):
     page.get_by_role("link", name="工资拖欠三个月了，怎么办？").click()
     expect(page.locator("article.post .author .name")).to_have_text("陌生人")
     page.get_by_role("button", name="Hide this author").click()
+    expect(page.locator("main")).to_contain_text("local to this node")  # asks to confirm first
+    page.locator("form.buttons button.danger").click()
     expect(page.locator(".notice").first).to_contain_text("now hidden")
     page.goto(_board_url(node, board))
     expect(page.locator(".threads li")).to_have_count(1)

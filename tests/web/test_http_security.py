@@ -28,7 +28,7 @@ async def _member(h) -> dict:
     theirs = posts.create_post(stranger, kind="post", board="labor", body="stranger's post",
                                created_at_ms=h.core.now_ms())
     await h.core.ingest_checked([theirs], "http://peer.test:7470")
-    resp = await h.post("/authors/hide", {"author": other.public_key.hex()})
+    resp = await h.post("/authors/hide", {"author": other.public_key.hex(), "confirm": "1"})
     assert resp.status == 303
     await h.core.set_boards(["labor", "news"])
     session = h.session()
@@ -40,7 +40,7 @@ def _forms(m: dict) -> list[tuple[str, dict]]:
     return [
         ("/compose", {"board": "labor", "body": "forged post", "action": "publish"}),
         (f"/p/{m['mine']}/retract", {}),
-        ("/authors/hide", {"author": m["stranger"]}),
+        ("/authors/hide", {"author": m["stranger"], "confirm": "1"}),
         ("/authors/unhide", {"author": m["hidden"]}),
         ("/boards/follow", {"board": "elsewhere"}),
         ("/boards/unfollow", {"board": "news"}),
@@ -114,7 +114,7 @@ async def test_own_form_under_no_referrer_policy_is_accepted(harness):
     """What Chromium sends for the page's own form: Origin null, Sec-Fetch-Site same-origin."""
     await _member(harness)
     before = await harness.snapshot()
-    resp = await harness.post("/authors/hide", {"author": key(9).public_key.hex()},
+    resp = await harness.post("/authors/hide", {"author": key(9).public_key.hex(), "confirm": "1"},
                               headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
     assert resp.status == 303
     assert await harness.snapshot() != before

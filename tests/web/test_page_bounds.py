@@ -350,7 +350,7 @@ async def test_hidden_authors_are_paged(harness, monkeypatch):
 
     monkeypatch.setattr(authors, "HIDDEN_PAGE_SIZE", 2)
     for n in range(2, 7):
-        assert (await harness.post("/authors/hide", {"author": key(n).public_key.hex()})).status == 303
+        assert (await harness.post("/authors/hide", {"author": key(n).public_key.hex(), "confirm": "1"})).status == 303
     shown = []
     for page in (1, 2, 3):
         text = await (await harness.client.get(f"/hidden?page={page}")).text()

@@ -201,7 +201,8 @@ def test_hostile_content_runs_nothing_and_loads_nothing(tmp_path, corpus, start_
     # the list of hidden authors shows every hostile name at once.
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     for k in corpus["keys"]:
-        response = context.request.post(ui + "authors/hide", form={"csrf_token": token, "author": k.public_key.hex()},
+        response = context.request.post(ui + "authors/hide", form={"csrf_token": token, "author": k.public_key.hex(),
+                                                                       "confirm": "1"},
                                         max_redirects=0)
         assert response.status == 303
     _visit(page, watch, ui + "hidden")

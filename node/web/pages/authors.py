@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from dazibao.protocol import identity, limits
@@ -11,6 +13,7 @@ from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 from ...store import ModeratorRow, PostRow, Store
 from ..base import UI, redirect, state
 from ..i18n import N_, Msg
+from ..security import safe_next
 from .common import (
     FormError,
     authors_of,
@@ -23,7 +26,7 @@ from .common import (
 )
 
 __all__ = ["HIDDEN_PAGE_SIZE", "AUTHOR_NAMES_SHOWN", "AUTHOR_SCAN_ROWS", "AUTHOR_POSTS_SHOWN", "BOARD_SUGGESTIONS",
-           "author_page", "hide_author", "unhide_author", "hidden_page"]
+           "author_page", "hide_page", "hide_author", "unhide_author", "hidden_page"]
 
 HIDDEN_PAGE_SIZE = limits.UI_HIDDEN_PAGE_AUTHORS
 AUTHOR_NAMES_SHOWN = limits.UI_AUTHOR_NAMES_SHOWN
@@ -77,7 +80,39 @@ async def author_page(request: web.Request) -> web.Response:
                    board_suggestions=suggestions[:BOARD_SUGGESTIONS])
 
 
+async def hide_page(request: web.Request) -> web.Response:
+    """``GET /authors/hide?author=<key>``: what hiding an author does, and a form to confirm it."""
+    try:
+        key = parse_author_key(request.query.get("author", ""))
+    except FormError as exc:
+        return invalid(request, exc)
+    return await _hide_confirm(request, key, safe_next(request.query.get("next"), f"/a/{key.hex()}"))
+
+
+async def _hide_confirm(request: web.Request, key: bytes, back: str) -> web.Response:
+    ui = request.app[UI]
+    authors = await authors_of(request)
+    view = authors.view(key)
+    if view.local:
+        return invalid(request, FormError(Msg(N_(
+            "This is one of your own pseudonyms: it cannot be hidden on this node. To stop using it, lock it "
+            "on the Pseudonyms page."))))
+    return ui.page(request, "hide_confirm.html", nav="", title=Msg(N_("Hide this author?")), author=view, back=back)
+
+
 async def hide_author(request: web.Request) -> web.Response:
+    """Hide an author once the member confirmed it (``confirm=1``); else the confirmation page.
+
+    One's own pseudonyms are refused: their posts would vanish from one's own view.
+    """
+    ui = request.app[UI]
+    try:
+        key = parse_author_key(field(request, "author"))
+    except FormError as exc:
+        return invalid(request, exc)
+    local = await asyncio.to_thread(ui.member_keys().list)
+    if any(p.public_key == key for p in local) or field(request, "confirm") != "1":
+        return await _hide_confirm(request, key, next_location(request, f"/a/{key.hex()}"))
     return await _set_hidden(request, True)
 
 

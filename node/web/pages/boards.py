@@ -30,6 +30,7 @@ from .common import (
     parse_board,
 )
 from .moderation import charter_view
+from .writing import answered_by_others, fill_form
 
 __all__ = ["PAGE_SIZE", "BOARDS_PAGE_SIZE", "BoardsQuery", "boards_page", "index", "open_board", "ensure_carried",
            "follow", "unfollow", "carry_all", "board_page"]
@@ -221,13 +222,19 @@ async def board_page(request: web.Request) -> web.Response:
     more = len(rows) > PAGE_SIZE
     authors = await authors_of(request)
     mod = await moderation_of(request, authors, [board])
-    threads = [ThreadView(mod.post(t.post), t.replies, t.last_at_ms)
-               for t in rows[:PAGE_SIZE] if not authors.hidden(t.post.author)]
+    # A hidden author's thread stays listed (without its title) when others replied to it:
+    # hiding an author hides their posts, not the replies of others.
+    hidden_roots = [t.post.id for t in rows[:PAGE_SIZE] if authors.hidden(t.post.author) and t.replies]
+    answered = await ui.core.db.call(answered_by_others, hidden_roots, ui.authors.hidden) if hidden_roots else set()
+    threads = [ThreadView(mod.post(t.post), t.replies, t.last_at_ms, author_hidden=authors.hidden(t.post.author))
+               for t in rows[:PAGE_SIZE] if not authors.hidden(t.post.author) or t.post.id in answered]
     hidden = min(len(rows), PAGE_SIZE) - len(threads)
+    form = compose_form(board=board)
+    fill_form(state(request).session, form)
     live = "/api/updates?" + urlencode({"board": board}) if page == 1 else ""
     # The charter is a suggestion to the member; the public view shows only who moderates.
     charter = None if ui.public else charter_view(mod, await ui.core.db.call(Store.charter, board))
     return ui.page(request, "board.html", nav="boards", title=board, board=board, threads=threads,
                    page=page, more=more, hidden=hidden, carried=ui.core.carries(board),
-                   form=compose_form(board=board), live_url=live, moderators=mod.moderators(board),
+                   form=form, live_url=live, moderators=mod.moderators(board),
                    charter=charter)

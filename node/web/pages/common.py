@@ -73,6 +73,8 @@ class ThreadView:
     post: PostView
     replies: int
     last_at_ms: int
+    #: The thread's author is hidden on this node: it is listed for the others' replies only.
+    author_hidden: bool = False
 
 
 class Authors:

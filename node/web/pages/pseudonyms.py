@@ -19,6 +19,7 @@ from ...keys import KeyStoreError, Pseudonym
 from ...store import StorageFullError, StoreError
 from ..base import UI, redirect, state
 from ..i18n import N_, Msg
+from ..security import safe_next
 from ..sessions import Session
 from .boards import ensure_carried
 from .common import FormError, authors_of, field, next_location, parse_board, parse_display_name
@@ -39,7 +40,9 @@ async def ids_page(request: web.Request, errors: list[Msg] | None = None, status
     session: Session = state(request).session
     pseudonyms = [{"p": p, "author": authors.view(p.public_key), "unlocked": p.fingerprint in session.unlocked,
                    "active": p.fingerprint == session.active} for p in local]
-    return ui.page(request, "ids.html", status=status, nav="ids", title=Msg(N_("Pseudonyms")),
+    # Where unlocking leads back to (the form the member was writing in, say).
+    back = safe_next(request.query.get("next") or (field(request, "next") if request.method == "POST" else ""), "")
+    return ui.page(request, "ids.html", status=status, nav="ids", title=Msg(N_("Pseudonyms")), back=back,
                    pseudonyms=pseudonyms, damaged=[path.name for path, _ in damaged], errors=errors or [],
                    values=values or {"name": "", "board": ""},
                    idle_minutes=max(1, round(ui.config.ui_idle_lock_s / 60)))

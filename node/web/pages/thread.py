@@ -25,6 +25,7 @@ from .common import (
     not_here,
     parse_post_id,
 )
+from .writing import fill_form, last_local_author, pseudonym_of
 
 __all__ = ["REPLIES_PAGE_SIZE", "thread_page", "ReplyWindow", "reply_window", "reply_cursor", "reply_location"]
 
@@ -72,13 +73,24 @@ async def thread_page(request: web.Request) -> web.Response:
     # The title of a post hidden by a moderator stays out of the window title: it is revealed
     # only by the member's click.
     shown_title = is_text and not authors.hidden(row.author) and not post.hides
+    form = compose_form(board=row.board, parent=row.id.hex())
+    thread_signer = None
+    if not ui.public:
+        session = state(request).session
+        fill_form(session, form)
+        keys = frozenset(p.public_key for p in authors.local)
+        if keys:
+            thread_signer = pseudonym_of(authors.local, await ui.core.db.call(last_local_author, row.id, keys))
+        # The reply form defaults to the pseudonym the member last used in this thread.
+        if not form["as"] and thread_signer is not None and thread_signer.fingerprint in session.unlocked:
+            form["as"] = thread_signer.fingerprint
     return ui.page(
         request, "thread.html", nav="boards", title=title_of(row.body) if shown_title else "",
         post=post, parent=mod.post(parent) if parent else None,
         can_moderate=bool(state(request).session.unlocked) and not ui.public,
         root_hidden=authors.hidden(row.author), replies=replies, hidden=len(replies_rows) - len(replies),
         total_replies=window.total, pager=pager,
-        form=compose_form(board=row.board, parent=row.id.hex()), live_url=live, is_text=is_text,
+        form=form, thread_signer=thread_signer, live_url=live, is_text=is_text,
     )
 
 
