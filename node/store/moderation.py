@@ -360,28 +360,29 @@ class ModerationRoom(RefusalRoom):
         a followed moderator blocks (``blocked``), and a stranger's posts beyond what today's
         quota still allows, counting this batch in order (``quota_posts``/``quota_bytes``; on a
         board without required work, so the code is the one a verified post would get).
-        Forged posts cannot spend a quota: it counts verified posts only, and a quota refused
-        here is not remembered, so a forged post let through in place of a real one delays the
-        real one to a later copy (a sync) at most.  Writes nothing
-        unless ``remember``: then the blocked ones are remembered as refused (for posts this
-        node asked a peer for, whose ids it chose; a pushed post is never remembered
-        unverified)."""
+        Forged posts cannot spend a quota: it counts verified posts only.  Writes nothing
+        unless ``remember``: then the ids refused here are remembered as refused, for posts
+        this node asked a peer for, whose ids it chose (a forged post with such an id claims
+        the same author, board and time, so it gets the same verdict).  A pushed post is never
+        remembered unverified: a forged post let through in place of a real one then delays
+        the real one to a later copy (a sync) at most."""
         if not heads:
             return {}
         with self._reading() as conn:
             found: dict[bytes, str] = dict(self._select_in(
                 "SELECT id, code FROM refusals WHERE id IN ({marks})", [h[0] for h in heads]))
             self._check_epoch(conn)
-            blocked = []
+            remembered = []
             # (board, author) -> (code once spent, posts still allowed today; None: no limit here)
             left: dict[tuple[str, bytes], tuple[str, int | None]] = {}
+            passed: set[bytes] = set()      # ids let through: a copy of one spends no more quota
             for pid, board, author, created in heads:
-                if pid in found:
+                if pid in found or pid in passed:
                     continue
                 view = self._view(conn, board, now_ms)
                 if view.blocks(pid, author) is not None:
                     found[pid] = BLOCKED
-                    blocked.append((pid, board, created, author, BLOCKED))
+                    remembered.append((pid, board, created, author, BLOCKED))
                     continue
                 who = (board, author)
                 if who not in left:
@@ -391,11 +392,13 @@ class ModerationRoom(RefusalRoom):
                     continue
                 if room <= 0:
                     found[pid] = code
+                    remembered.append((pid, board, created, author, code))
                 else:
                     left[who] = (code, room - 1)
-        if remember and blocked:
+                    passed.add(pid)
+        if remember and remembered:
             with self._write() as conn:
-                self._remember(conn, blocked, now_ms)
+                self._remember(conn, remembered, now_ms)
         return found
 
     def _quota_left(self, conn: sqlite3.Connection, view: TrustView, board: str, author: bytes,

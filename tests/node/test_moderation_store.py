@@ -236,12 +236,13 @@ def test_a_spent_quota_is_refused_before_verification_and_not_remembered(store):
     head = (fresh.id, BOARD, SPAMMER.public_key, fresh.created_at_ms)
     # The screen needs no signature: a forged copy is refused the same way, for free.
     assert store.prescreen([head], now_ms=NOW) == {fresh.id: QUOTA_POSTS}
-    assert store.prescreen([head], now_ms=NOW, remember=True) == {fresh.id: QUOTA_POSTS}
     assert QUOTA_POSTS not in store.refusal_counts()
     # Within one batch, a new stranger's posts beyond the quota are screened out in order.
     batch = make_posts(BOARD, 4, signer=FRIEND, start_ms=NOW - 100)
     heads = [(p.id, BOARD, FRIEND.public_key, p.created_at_ms) for p in batch]
     assert store.prescreen(heads, now_ms=NOW) == {batch[2].id: QUOTA_POSTS, batch[3].id: QUOTA_POSTS}
+    # A second copy of an id let through (a forgery of it, say) spends nothing more.
+    assert store.prescreen([heads[0], heads[0], heads[1]], now_ms=NOW) == {}
     # Another author, another day, a vouched author: not screened.
     other = make_post(FRIEND, board=BOARD, body="friend")
     assert store.prescreen([(other.id, BOARD, FRIEND.public_key, other.created_at_ms)], now_ms=NOW) == {}
@@ -256,6 +257,13 @@ def test_a_spent_quota_is_refused_before_verification_and_not_remembered(store):
     assert store.prescreen([spent_head], now_ms=NOW) == {spent.id: QUOTA_POSTS}
     store.configure_policy(stranger_posts_per_day=2, require_pow={"other": 8})
     assert store.prescreen([spent_head], now_ms=NOW) == {}
+    # A post this node asked a peer for (``remember``): the refusal is remembered, so that a
+    # sync carries it rather than fetching it again every time.
+    store.configure_policy(stranger_posts_per_day=2)
+    asked = make_posts(BOARD, 3, signer=MOD2, start_ms=NOW - 50)
+    asked_heads = [(p.id, BOARD, MOD2.public_key, p.created_at_ms) for p in asked]
+    assert store.prescreen(asked_heads, now_ms=NOW, remember=True) == {asked[2].id: QUOTA_POSTS}
+    assert store.refusals([asked[2].id]) == {asked[2].id: QUOTA_POSTS}
 
 
 def test_the_bytes_quota(store):
@@ -405,3 +413,16 @@ def test_a_pseudonym_made_known_late_is_no_longer_held_to_the_quota(store):
     store.sync_identities([("me", ME.public_key)], now_ms=NOW)
     assert store.refusal_counts() == {}
     assert len(ingest(store, mine[1:], source="local").added) == 2
+
+
+def test_ids_with_prefix_reads_a_range_of_the_id_index(store):
+    store.configure_policy(stranger_posts_per_day=10**6)
+    made = make_posts(BOARD, 300, signer=SPAMMER)
+    ingest(store, made)
+    for post in made[:10]:
+        full = post.id.hex()
+        for n in (0, 1, 2, 3, 8, 9, 63, 64):
+            expected = sorted(p.id for p in made if p.id.hex().startswith(full[:n]))[:50]
+            assert store.ids_with_prefix(full[:n], 50) == expected
+    with pytest.raises(ValueError):
+        store.ids_with_prefix("XYZ")
