@@ -265,6 +265,9 @@ class ImportReport:
     added: int = 0
     duplicates: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # code -> count: valid posts this node does not take
+    #: Valid new posts dropped at once because they are older than this node's retention for
+    #: their board (config retention_days): neither added nor refused.
+    expired: int = 0
     #: (file, id, code) of the first ``max_import_problems`` invalid posts; ``invalid_more``
     #: counts the others, so that a crafted file cannot make the report itself fill memory.
     invalid: list[tuple[str, bytes | None, str]] = field(default_factory=list)
@@ -308,6 +311,7 @@ class ImportReport:
             "added": self.added,
             "duplicates": self.duplicates,
             "refused": dict(sorted(self.refused.items())),
+            "expired": self.expired,
             "invalid": [{"file": name, "id": pid.hex() if pid else None, "code": code}
                         for name, pid, code in self.invalid],
             "invalid_more": self.invalid_more,
@@ -376,7 +380,7 @@ async def import_bundles(paths: Sequence[Path], ingest: Ingest, *, progress: Pro
             nonlocal pending, pending_bytes
             if pending:
                 result = await ingest(pending)
-                _count(report, str(path), result)
+                _count(report, str(path), result, len(pending))
                 pending, pending_bytes = [], 0
 
         # A BundleFileError here means the file changed since check_bundle_file.
@@ -413,9 +417,12 @@ def _note(file_report: FileReport, tracker: bundle.PartTracker, event: object) -
         file_report.records, file_report.expected, file_report.complete = event.records, event.expected, event.complete
 
 
-def _count(report: ImportReport, name: str, result: IngestReport) -> None:
+def _count(report: ImportReport, name: str, result: IngestReport, sent: int) -> None:
     report.added += len(result.accepted)
     report.duplicates += result.duplicates
+    # Every post sent is accepted, a duplicate or rejected, except those the node's retention
+    # purged at once (node/service.py, ingest_checked): they are what is left.
+    report.expired += max(0, sent - len(result.accepted) - result.duplicates - len(result.rejected))
     for pid, code in result.rejected:
         if code in REFUSALS:
             report.refused[code] += 1

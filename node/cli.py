@@ -24,16 +24,24 @@ from . import __version__
 from .authoring import AuthoringError, StoreAuthor, check_reply_target
 from .cli_common import (
     MIN_PASSPHRASE_CHARS,
+    READER_KINDS,
     Context,
     UserError,
+    add_data_dir_options,
+    json_option,
     pass_ctx,
     passphrase_option,
     read_passphrase,
+    reader_board_counts,
+    resolve_post_id,
+    unlock_with_retries,
+    warn_unknown_boards,
 )
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
 from .cli_common import new_passphrase as _new_passphrase
 from .cli_common import when as _when
+from .cli_ids import id_group, pseudonym_json
 from .cli_mirror import MIRROR_COMMANDS
 from .cli_moderation import MODERATION_COMMANDS, status_lines
 from .config import Config, ConfigError, DataDir, default_data_dir, normalize_peer_url
@@ -69,21 +77,30 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 @cli.command()
 @click.option("--name", default="member", show_default=True, help="Name of the first pseudonym.")
 @passphrase_option
+@json_option
 @pass_ctx
-def init(ctx: Context, name: str, passphrase_file: str | None) -> None:
+def init(ctx: Context, name: str, passphrase_file: str | None, as_json: bool) -> None:
     """Create the data folder, its config file and a first pseudonym."""
     created = ctx.data.create()
-    click.echo(("created" if created else "using") + f" data folder {ctx.data.root}")
+    if not as_json:
+        click.echo(("created" if created else "using") + f" data folder {ctx.data.root}")
     Store(str(ctx.data.database)).close()
     keys = ctx.keys()
+    out: dict[str, Any] = {"data_dir": str(ctx.data.root), "created": created, "pseudonym": None}
     if keys.list():
-        click.echo("pseudonyms already exist: see `dazibao id list`")
+        if as_json:
+            _emit_json(out)
+        else:
+            click.echo("pseudonyms already exist: see `dazibao id list`")
         return
     try:
         p = keys.create(name, _new_passphrase(passphrase_file))
     except KeyStoreError as exc:
         raise _fail(str(exc)) from None
-    click.echo(f"pseudonym {p.name}  {p.fingerprint}")
+    if as_json:
+        _emit_json({**out, "pseudonym": pseudonym_json(p)})
+    else:
+        click.echo(f"pseudonym {p.name}  {p.fingerprint}")
 
 
 @cli.command()
@@ -121,67 +138,18 @@ def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: t
         raise _fail(f"cannot start the node: {exc.strerror or exc}") from None
 
 
-@cli.group("id")
-def id_group() -> None:
-    """Manage pseudonyms (each one a key pair; keys never leave this machine unencrypted)."""
-
-
-@id_group.command("new")
-@click.argument("name")
-@passphrase_option
-@pass_ctx
-def id_new(ctx: Context, name: str, passphrase_file: str | None) -> None:
-    """Create a pseudonym called NAME."""
-    ctx.require_init()
-    try:
-        p = ctx.keys().create(name, _new_passphrase(passphrase_file))
-    except KeyStoreError as exc:
-        raise _fail(str(exc)) from None
-    click.echo(f"pseudonym {p.name}  {p.fingerprint}")
-
-
-@id_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def id_list(ctx: Context, as_json: bool) -> None:
-    """List pseudonyms with their fingerprints."""
-    ctx.require_init()
-    items = ctx.keys().list()
-    for path, reason in ctx.keys().damaged():
-        click.echo(f"dazibao: warning: key file {path.name} cannot be read: {reason}", err=True)
-    if as_json:
-        _emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key.hex()} for p in items])
-        return
-    for p in items:
-        click.echo(f"{p.fingerprint}  {p.name}")
-
-
-@id_group.command("export")
-@click.argument("name")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the encrypted key file.")
-@pass_ctx
-def id_export(ctx: Context, name: str, output: Path) -> None:
-    """Write NAME's encrypted key file to a file (mode 0600)."""
-    ctx.require_init()
-    try:
-        p = ctx.keys().export(name, output)
-    except KeyStoreError as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"exported {p.name} ({p.fingerprint}) to {output}")
-
-
 @cli.command()
 @click.option("--board", help="Board to post to (a reply defaults to its parent's board).")
 @click.option("--as", "as_name", metavar="NAME", help="Pseudonym to sign with (needed if you have several).")
-@click.option("--reply-to", metavar="ID", help="Id (hex) of the post this replies to.")
+@click.option("--reply-to", metavar="ID",
+              help="The post this replies to: its id, or at least 8 of its first hex digits (as `dazibao posts` "
+                   "shows).")
 @passphrase_option
+@json_option
 @click.argument("text")
 @pass_ctx
 def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | None,
-         passphrase_file: str | None, text: str) -> None:
+         passphrase_file: str | None, as_json: bool, text: str) -> None:
     """Sign and store a post.  TEXT of - reads the text from standard input.
 
     A node running on the same data folder gossips it without a restart.
@@ -193,12 +161,7 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
     try:
         parent = None
         if reply_to:
-            try:
-                parent = bytes.fromhex(reply_to)
-            except ValueError:
-                raise _fail("--reply-to takes a post id in hex") from None
-            if len(parent) != posts.ID_BYTES:
-                raise _fail("--reply-to takes a full 64-character post id")
+            parent = resolve_post_id(store, reply_to, "--reply-to")
             row = store.get(parent)
             if row is not None:
                 if board is not None and board != row.board:
@@ -218,9 +181,9 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
         keys = ctx.keys()
         try:
             pseudonym = keys.find(as_name)
-            _, key = keys.unlock(pseudonym.name, read_passphrase(passphrase_file, confirm=False))
         except KeyStoreError as exc:
             raise _fail(str(exc)) from None
+        _, key = unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
         # The same path as the web UI's: on a board where this pseudonym has published no
         # profile yet, its name goes first, so that readers elsewhere see it.
         try:
@@ -232,54 +195,66 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
             raise _fail(exc.message) from None
     finally:
         store.close()
-    click.echo(draft.post.id.hex())
+    if as_json:
+        p = draft.post
+        _emit_json({"id": p.id.hex(), "board": p.board, "kind": p.kind, "parent": p.parent.hex() if p.parent else None,
+                    "created_at_ms": p.created_at_ms, "published": [q.id.hex() for q in draft.batch]})
+    else:
+        click.echo(draft.post.id.hex())
 
 
 @cli.command()
 @click.argument("post_id", metavar="ID")
 @passphrase_option
+@json_option
 @pass_ctx
-def retract(ctx: Context, post_id: str, passphrase_file: str | None) -> None:
+def retract(ctx: Context, post_id: str, passphrase_file: str | None, as_json: bool) -> None:
     """Retract one of your own posts: its content is removed here and, by gossip, everywhere.
 
+    ID is the post's id, or at least 8 of its first hex digits (as `dazibao posts` shows).
     The post's id is remembered so that no peer can bring it back.
     """
-    try:
-        target_id = bytes.fromhex(post_id)
-    except ValueError:
-        raise _fail("ID must be a post id in hex") from None
     store = ctx.store()
     try:
-        row = store.get(target_id) if len(target_id) == posts.ID_BYTES else None
+        target_id = resolve_post_id(store, post_id, "ID")
+        row = store.get(target_id)
         if row is None:
             raise _fail(f"no post {post_id} here")
         mine = [p for p in ctx.keys().list() if p.public_key == row.author]
         if not mine:
             raise _fail("that post was not written by any of your pseudonyms")
-        try:
-            _, key = ctx.keys().unlock(mine[0].name, read_passphrase(passphrase_file, confirm=False))
-        except KeyStoreError as exc:
-            raise _fail(str(exc)) from None
+        _, key = unlock_with_retries(lambda secret: ctx.keys().unlock(mine[0].name, secret), passphrase_file)
         try:
             retraction = StoreAuthor(store).retract(key, row, now_ms=int(time.time() * 1000))
         except (AuthoringError, StoreError) as exc:
             raise _fail(str(exc)) from None
     finally:
         store.close()
-    click.echo(f"retracted {post_id} ({retraction.id.hex()})")
+    if as_json:
+        _emit_json({"retracted": target_id.hex(), "retraction": retraction.id.hex()})
+    else:
+        click.echo(f"retracted {target_id.hex()} ({retraction.id.hex()})")
 
 
 @cli.command("posts")
 @click.option("--board", help="Only this board.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest first.")
+@click.option("--all-kinds", is_flag=True,
+              help="Also list retractions, profiles, moderation statements and charters.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def posts_cmd(ctx: Context, board: str | None, limit: int, as_json: bool) -> None:
-    """List stored posts, newest first."""
+def posts_cmd(ctx: Context, board: str | None, limit: int, all_kinds: bool, as_json: bool) -> None:
+    """List stored posts and replies, newest first (replies marked as such)."""
     store = ctx.store()
     try:
+        if board is not None:
+            try:
+                posts.check_board(board)
+            except RemoteProtocolError as exc:
+                raise _fail(f"--board {board!r}: {exc.message}") from None
+            warn_unknown_boards(store, [board])
         # Objects of kinds this version does not know are stored and forwarded, never listed.
-        rows = store.list_posts(board=board, limit=limit, kinds=posts.KINDS)
+        rows = store.list_posts(board=board, limit=limit, kinds=posts.KINDS if all_kinds else READER_KINDS)
     finally:
         store.close()
     if as_json:
@@ -293,6 +268,10 @@ def posts_cmd(ctx: Context, board: str | None, limit: int, as_json: bool) -> Non
     for r in rows:
         first = r.body.split("\n", 1)[0]
         first = first if len(first) <= 72 else first[:71] + "…"
+        if r.kind == posts.KIND_REPLY and r.parent:
+            first = f"↳ reply to {r.parent.hex()[:12]}: {first}"
+        elif r.kind not in READER_KINDS:
+            first = f"[{r.kind}] {first}"
         click.echo(f"{_when(r.created_at_ms)}  {r.board}  {r.id.hex()[:12]}  {identity.fingerprint(r.author)}  {first}")
 
 
@@ -300,17 +279,17 @@ def posts_cmd(ctx: Context, board: str | None, limit: int, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def boards(ctx: Context, as_json: bool) -> None:
-    """Boards this node carries, with post counts."""
+    """Boards this node holds, with their counts of posts and replies and the newest one."""
     store = ctx.store()
     try:
-        infos = store.boards()
+        infos = reader_board_counts(store)
     finally:
         store.close()
     if as_json:
-        _emit_json([{"board": b.board, "posts": b.posts, "last_at_ms": b.last_at_ms} for b in infos])
+        _emit_json([{"board": b, "posts": n, "last_at_ms": last} for b, n, last in infos])
         return
-    for b in infos:
-        click.echo(f"{b.posts:8d}  {_when(b.last_at_ms) if b.last_at_ms else '-':20s}  {b.board}")
+    for b, n, last in infos:
+        click.echo(f"{n:8d}  {_when(last) if last else '-':20s}  {b}")
 
 
 @cli.group()
@@ -320,8 +299,9 @@ def peers() -> None:
 
 @peers.command("add")
 @click.argument("url")
+@json_option
 @pass_ctx
-def peers_add(ctx: Context, url: str) -> None:
+def peers_add(ctx: Context, url: str, as_json: bool) -> None:
     """Add a peer by its gossip URL (http://host:port)."""
     try:
         url = normalize_peer_url(url)
@@ -329,10 +309,43 @@ def peers_add(ctx: Context, url: str) -> None:
         raise _fail(str(exc)) from None
     store = ctx.store()
     try:
-        store.add_peer(url, "cli", int(time.time() * 1000))
+        added = store.add_peer(url, "cli", int(time.time() * 1000))
     finally:
         store.close()
-    click.echo(f"peer {url}")
+    if as_json:
+        _emit_json({"url": url, "added": added})
+    else:
+        click.echo(f"peer {url}" + ("" if added else " (already known)"))
+
+
+@peers.command("remove")
+@click.argument("url")
+@json_option
+@pass_ctx
+def peers_remove(ctx: Context, url: str, as_json: bool) -> None:
+    """Forget a peer: no more syncs with it (a running node stops within seconds).
+
+    A peer set in the config file's `peers` comes back at the next start: remove it there.
+    """
+    try:
+        url = normalize_peer_url(url)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if url in ctx.config().peers:
+        raise _fail(f"{url} is set in the config file's `peers` ({ctx.data.config}): remove it there")
+    store = ctx.store()
+    try:
+        removed = store.remove_peer(url)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    if not removed:
+        raise _fail(f"{url} is not a known peer (see `dazibao peers list`)")
+    if as_json:
+        _emit_json({"url": url, "removed": True})
+    else:
+        click.echo(f"removed peer {url}")
 
 
 @peers.command("list")
@@ -366,7 +379,8 @@ def status(ctx: Context, as_json: bool) -> None:
     follows and the posts it refused by policy."""
     store = ctx.store()
     try:
-        rows, infos, total = store.list_peers(), store.boards(), store.count()
+        rows, infos = store.list_peers(), reader_board_counts(store)
+        total = sum(n for _, n, _ in infos)
         storage = store.storage()
         refusals = store.refusal_counts()
         moderators: dict[str, list[dict[str, Any]]] = {}
@@ -449,6 +463,12 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     config = ctx.config()
+    if boards_:
+        store = ctx.store()
+        try:
+            warn_unknown_boards(store, boards_)
+        finally:
+            store.close()
     try:
         report = asyncio.run(_sync(ctx.data, config, url, list(boards_), show_progress=not as_json))
     except PeerError as exc:
@@ -517,8 +537,9 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
-for _command in (*MIRROR_COMMANDS, *MODERATION_COMMANDS):
+for _command in (id_group, *MIRROR_COMMANDS, *MODERATION_COMMANDS):
     cli.add_command(_command)
+add_data_dir_options(cli)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_common import Context
+from .cli_common import Context, warn_unknown_boards
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
 from .config import Config, DataDir
@@ -114,6 +114,7 @@ def export_cmd(ctx: Context, boards: tuple[str, ...], since: str | None, split_b
     try:
         from .service import chosen_boards
 
+        warn_unknown_boards(store, boards)
         chosen = list(boards) or sorted(chosen_boards(store, ctx.config())) or None
         if split is not None:
             least = bundle.min_split_bytes(chosen or [])
@@ -191,6 +192,9 @@ def import_cmd(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
         if report.refused:
             click.echo("not taken (valid, but not for this node): "
                        + ", ".join(f"{n} {code}" for code, n in sorted(report.refused.items())))
+        if report.expired:
+            click.echo(f"dropped {report.expired} post{'s' if report.expired != 1 else ''} older than this node's "
+                       "retention for their board (config retention_days)")
         for line in problems[:_MAX_PROBLEM_LINES]:
             click.echo(f"dazibao: warning: {line}", err=True)
         if len(problems) > _MAX_PROBLEM_LINES:
@@ -253,6 +257,7 @@ def publish_cmd(ctx: Context, boards: tuple[str, ...], out_dir: Path, as_json: b
     ctx.require_init()
     store = ctx.store()
     try:
+        warn_unknown_boards(store, boards)
         with _bar(_show_progress(as_json), unit="page", desc="publish") as bar:
             report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=_advance(bar))
     except (PublishError, StoreError) as exc:

@@ -21,7 +21,7 @@ from dazibao.protocol.errors import DazibaoError, RemoteProtocolError
 from dazibao.protocol.moderation import KIND_MODERATION, REASONS
 
 from .authoring import AuthoringError, StoreAuthor
-from .cli_common import Context, pass_ctx, passphrase_option, read_passphrase, when
+from .cli_common import Context, json_option, pass_ctx, passphrase_option, unlock_with_retries, when
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
 from .config import ConfigError, parse_public_key
@@ -115,8 +115,9 @@ def moderators_list(ctx: Context, board: str | None, as_json: bool) -> None:
 @moderators_group.command("add")
 @click.argument("board")
 @click.argument("key", metavar="KEY")
+@json_option
 @pass_ctx
-def moderators_add(ctx: Context, board: str, key: str) -> None:
+def moderators_add(ctx: Context, board: str, key: str, as_json: bool) -> None:
     """Follow KEY (a public key, 64 hex digits) as a moderator of BOARD.
 
     Its blocks apply at once: posts it blocks that are stored here are removed.
@@ -133,14 +134,19 @@ def moderators_add(ctx: Context, board: str, key: str) -> None:
         raise _fail(str(exc)) from None
     finally:
         store.close()
-    click.echo(("already following" if public_key in known else "following") + f" {who} on {board}")
+    if as_json:
+        _emit_json({"board": board, "key": public_key.hex(), "fingerprint": identity.fingerprint(public_key),
+                    "added": public_key not in known})
+    else:
+        click.echo(("already following" if public_key in known else "following") + f" {who} on {board}")
 
 
 @moderators_group.command("remove")
 @click.argument("board")
 @click.argument("key", metavar="KEY")
+@json_option
 @pass_ctx
-def moderators_remove(ctx: Context, board: str, key: str) -> None:
+def moderators_remove(ctx: Context, board: str, key: str, as_json: bool) -> None:
     """Stop following KEY as a moderator of BOARD.
 
     What only its statements blocked comes back at the next sync.
@@ -155,7 +161,11 @@ def moderators_remove(ctx: Context, board: str, key: str) -> None:
         store.close()
     if not removed:
         raise _fail(f"{identity.fingerprint(public_key)} is not a moderator followed on {board!r}")
-    click.echo(f"no longer following {identity.fingerprint(public_key)} on {board}")
+    if as_json:
+        _emit_json({"board": board, "key": public_key.hex(), "fingerprint": identity.fingerprint(public_key),
+                    "removed": True})
+    else:
+        click.echo(f"no longer following {identity.fingerprint(public_key)} on {board}")
 
 
 @moderators_group.command("charter")
@@ -232,16 +242,17 @@ def _statement_command(action: str, summary: str) -> click.Command:
                   help="End the statement's effect after this many days (default: never).")
     @click.option("--as", "as_name", required=True, metavar="PSEUDONYM", help="The pseudonym that signs it.")
     @passphrase_option
+    @json_option
     @pass_ctx
     def command(ctx: Context, board: str, post_id: str | None, author: str | None, reason: str,
-                expires: float | None, as_name: str, passphrase_file: str | None) -> None:
-        _moderate(ctx, action, board, post_id, author, reason, expires, as_name, passphrase_file)
+                expires: float | None, as_name: str, passphrase_file: str | None, as_json: bool) -> None:
+        _moderate(ctx, action, board, post_id, author, reason, expires, as_name, passphrase_file, as_json)
 
     return command
 
 
 def _moderate(ctx: Context, action: str, board: str, post_id: str | None, author: str | None, reason: str,
-              expires: float | None, as_name: str, passphrase_file: str | None) -> None:
+              expires: float | None, as_name: str, passphrase_file: str | None, as_json: bool = False) -> None:
     board = _board(board)
     if (post_id is None) == (author is None):
         raise _fail("give exactly one of --post ID or --author KEY")
@@ -270,16 +281,20 @@ def _moderate(ctx: Context, action: str, board: str, post_id: str | None, author
             raise _fail(getattr(exc, "message", str(exc))) from None
     finally:
         store.close()
-    click.echo(statement.id.hex())
+    if as_json:
+        _emit_json({"id": statement.id.hex(), "board": board, "action": action, "subject": subject,
+                    "target": target.hex(), "reason": reason, "expires_at_ms": expires_at})
+    else:
+        click.echo(statement.id.hex())
 
 
 def _unlock(ctx: Context, name: str, passphrase_file: str | None) -> identity.SigningKey:
     keys = ctx.keys()
     try:
         pseudonym = keys.find(name)
-        _, key = keys.unlock(pseudonym.name, read_passphrase(passphrase_file, confirm=False))
     except KeyStoreError as exc:
         raise _fail(str(exc)) from None
+    _, key = unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
     return key
 
 
@@ -295,8 +310,9 @@ for _action, _summary in (
 @click.argument("statement_id", metavar="STATEMENT_ID")
 @click.option("--as", "as_name", required=True, metavar="PSEUDONYM", help="The pseudonym that signed it.")
 @passphrase_option
+@json_option
 @pass_ctx
-def moderate_undo(ctx: Context, statement_id: str, as_name: str, passphrase_file: str | None) -> None:
+def moderate_undo(ctx: Context, statement_id: str, as_name: str, passphrase_file: str | None, as_json: bool) -> None:
     """Undo a statement: retract it, here and, by gossip, on every node.
 
     What it blocked comes back at the next sync on the nodes that follow you.
@@ -316,7 +332,10 @@ def moderate_undo(ctx: Context, statement_id: str, as_name: str, passphrase_file
             raise _fail(str(exc)) from None
     finally:
         store.close()
-    click.echo(f"undone {statement_id} ({retraction.id.hex()})")
+    if as_json:
+        _emit_json({"undone": target.hex(), "retraction": retraction.id.hex()})
+    else:
+        click.echo(f"undone {statement_id} ({retraction.id.hex()})")
 
 
 @moderate_group.command("charter")
@@ -326,9 +345,10 @@ def moderate_undo(ctx: Context, statement_id: str, as_name: str, passphrase_file
 @click.option("--description", default="", metavar="TEXT", help="What the board is for, and its rules.")
 @click.option("--as", "as_name", required=True, metavar="PSEUDONYM", help="The pseudonym that signs it.")
 @passphrase_option
+@json_option
 @pass_ctx
 def moderate_charter(ctx: Context, board: str, moderators: tuple[str, ...], description: str, as_name: str,
-                     passphrase_file: str | None) -> None:
+                     passphrase_file: str | None, as_json: bool) -> None:
     """Sign a charter for BOARD: a description and the moderators you suggest to newcomers.
 
     It counts only if you opened the board (wrote its oldest post on a node); nodes show it and
@@ -352,7 +372,11 @@ def moderate_charter(ctx: Context, board: str, moderators: tuple[str, ...], desc
         counts = opener is not None and opener.id == charter.id
     finally:
         store.close()
-    click.echo(charter.id.hex())
+    if as_json:
+        _emit_json({"id": charter.id.hex(), "board": board, "moderators": [k.hex() for k in keys],
+                    "counts_as_the_boards": counts})
+    else:
+        click.echo(charter.id.hex())
     if not counts:
         click.echo(f"note: {as_name!r} did not write the oldest post on {board!r} here, so this node does not "
                    "treat the charter as the board's", err=True)

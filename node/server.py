@@ -289,14 +289,23 @@ class Node:
                 await db.call(Store.remove_peer, action.peer)
 
     async def _peer_poll_loop(self) -> None:
-        # Peers the operator adds while the node runs (`dazibao peers add`) are in the store only.
+        # Peers the operator adds or removes while the node runs (`dazibao peers add`, `dazibao
+        # peers remove`) change in the store only.  A peer that was in the store at the last
+        # look and is gone now was removed: the policy forgets it (a peer learned meanwhile and
+        # not yet saved is not in either look, so it is not mistaken for a removed one).
+        seen: set[str] | None = None
         while True:
             await asyncio.sleep(PEER_POLL_INTERVAL_S)
             assert self.gossip is not None
-            for row in await self.core.db.call(Store.list_peers):
+            rows = await self.core.db.call(Store.list_peers)
+            for row in rows:
                 known = self.gossip.peer(row.url)
                 if row.source != "pex" and (known is None or known.source != row.source):
                     self.report(gossip.PeerLearned(row.url, row.source))
+            now_seen = {row.url for row in rows}
+            if seen is not None:
+                self._perform(self.gossip.forget(sorted(seen - now_seen)))
+            seen = now_seen
 
     def _client(self, url: str) -> PeerClient:
         state = self.gossip.peer(url) if self.gossip is not None else None

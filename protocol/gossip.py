@@ -577,6 +577,13 @@ class Gossip:
             out.append(SavePeer(url, source, now))
         return url
 
+    def forget(self, urls: Iterable[str]) -> list[Action]:
+        """Forget these peers at once (an operator removed them): no more syncs, pushes or
+        queued announcements to them.  The :class:`Forget` actions of the ones it knew."""
+        out: list[Action] = []
+        self._drop(urls, out)
+        return out
+
     def _drop(self, urls: Iterable[str], out: list[Action]) -> None:
         for url in urls:
             if self._peers.pop(url, None) is not None:

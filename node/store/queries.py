@@ -29,6 +29,38 @@ class QueryRoom(StoreBase):
     """Reads of posts and boards, the key and row streams, and the change feed."""
 
     @guarded
+    def ids_with_prefix(self, prefix: str, limit: int = 6) -> list[bytes]:
+        """Stored ids whose hex form starts with ``prefix`` (lowercase hex), at most ``limit``,
+        in id order: a range of the id index, not a scan."""
+        check_limit(limit)
+        if any(c not in "0123456789abcdef" for c in prefix) or len(prefix) > 64:
+            raise ValueError("an id prefix is up to 64 lowercase hex digits")
+        # The ids from prefix000... up to (prefix + 1)000..., as 32-byte bounds.
+        shift = 4 * (64 - len(prefix))
+        value = int(prefix, 16) if prefix else 0
+        low = (value << shift).to_bytes(32, "big")
+        high = None if value + 1 == 16 ** len(prefix) else ((value + 1) << shift).to_bytes(32, "big")
+        sql = "SELECT id FROM posts WHERE id >= ?" + ("" if high is None else " AND id < ?") + " ORDER BY id"
+        out = []
+        for (pid,) in self._conn.execute(sql, (low,) if high is None else (low, high)):
+            if bytes(pid).hex().startswith(prefix):
+                out.append(bytes(pid))
+                if len(out) >= limit:
+                    break
+            elif out:
+                break
+        return out
+
+    @guarded
+    def board_counts_of(self, kinds: Collection[str]) -> list[tuple[str, int, int | None]]:
+        """Every board with stored rows, by name: ``(board, rows of these kinds, newest of them)``."""
+        kinds = list(kinds)
+        sql = (f"SELECT board, coalesce(sum(kind IN ({marks(len(kinds))})), 0),"
+               f" max(CASE WHEN kind IN ({marks(len(kinds))}) THEN created_at_ms END)"
+               " FROM posts GROUP BY board ORDER BY board")
+        return [(str(b), int(n), last) for b, n, last in self._conn.execute(sql, (*kinds, *kinds))]
+
+    @guarded
     def has(self, ids: Iterable[bytes]) -> set[bytes]:
         """The ids among ``ids`` that are stored."""
         ids = list(ids)

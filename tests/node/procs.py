@@ -39,7 +39,8 @@ def dazibao(data: Path, *args: str, check: bool = True, input: str | None = None
 
 
 def posts_json(data: Path, board: str | None = None) -> list[dict]:
-    args = ["posts", "--json", "--limit", "10000"] + (["--board", board] if board else [])
+    # Every kind: the tests look at profiles, retractions and statements too.
+    args = ["posts", "--json", "--all-kinds", "--limit", "10000"] + (["--board", board] if board else [])
     return json.loads(dazibao(data, *args).stdout)
 
 

@@ -380,3 +380,13 @@ def test_announcement_batches_fit_the_limit():
     assert [i for b in batches for _, g in b for i in g] == ids
     for b in batches:
         messages.decode_announcement(messages.encode_announcement(b))
+
+
+def test_forget_drops_a_peer_at_once_with_what_waited_for_it():
+    g = brain(A, B, fanout=2)
+    now, _ = first_round(g)
+    g.handle_event(NewPosts((("labor", (b"\1" * 32,)),), "local"), now)
+    g.handle_event(NewPosts((("labor", (b"\2" * 32,)),), "local"), now + 1)  # queued for both
+    assert [a.peer for a in g.forget([A, "http://unknown.example:1"])] == [A]
+    assert [p.url for p in g.peers()] == [B]
+    assert not of(g.handle_event(PushDone(A), now + 2), Announce)
