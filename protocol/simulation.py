@@ -1,4 +1,6 @@
 """A deterministic, seeded, in-process simulation of a dazibao gossip network.
+Longer than 600 lines because the network, the machine it runs on and the driving of the gossip
+policy are one event loop, whose parts share its queue and clock.
 
 Every simulated node is driven by the very object a real node runs, the gossip policy of
 protocol/gossip.py: the same peer health and back-off, the same choice of sync peer and push
@@ -9,6 +11,15 @@ their results -- with the same protocol code a node runs for the rest: signed po
 reconcile).  The network is fake: each message takes a random latency, may be lost, and a node
 may be down (connections refused), hung (it accepts and never answers, like a process stopped
 with SIGSTOP: every request to it fails after its timeout) or run a slow clock.
+
+Optionally (``SimConfig.cores``) the nodes also share a machine: every node is one process
+with one event loop, which handles one piece of work at a time in the order it came (a FIFO per
+node), and a piece of work starts only when its node is free and one of the machine's ``cores``
+is free (a pool shared by all nodes, served in the order the work came).  Each request of a push
+costs its caller ``cpu_call_ms`` before it leaves and its callee ``cpu_announce_ms`` or
+``cpu_push_ms`` before it takes effect; syncs and peer exchanges are not charged (one per node
+per sync interval).  The default, ``cores = 0``, models no CPU: messages take effect when they
+arrive, exactly as without the model.
 
 Time is simulated in milliseconds with an event queue; :meth:`Simulation.step` advances one
 **round**, ``ROUND_MS`` (one mean anti-entropy interval).  Everything random comes from the one
@@ -42,11 +53,11 @@ class SimRng(Rng, Protocol):
     """The randomness a simulation draws from (``random.Random`` fits)."""
 
     def random(self) -> float: ...
-    def randrange(self, stop: int) -> int: ...
+    def randrange(self, stop: int, /) -> int: ...
     def randint(self, a: int, b: int) -> int: ...
 
-__all__ = ["SimConfig", "SimNode", "Simulation", "SpreadResult", "spread", "run_topology", "gossip_config", "ROUND_MS",
-           "SimRng"]
+__all__ = ["SimConfig", "SimNode", "Simulation", "SpreadResult", "spread", "run_topology", "run_phases",
+           "gossip_config", "ROUND_MS", "SimRng"]
 
 ROUND_MS = 30_000
 EPOCH_MS = 1_700_000_000_000
@@ -70,8 +81,9 @@ class SimConfig:
     strategy: str = "dazibao"       # 'dazibao' | 'push_pull' | 'flood'
     boards: tuple[str, ...] = ("general",)
     sync_interval_ms: int = 30_000  # sync_interval_s
-    #: One-way latency of a message, drawn uniformly between the two (ms).
-    latency_ms: tuple[int, int] = (1, 10)
+    #: One-way latency of a message, drawn uniformly between the two (ms): a whole number of
+    #: milliseconds when both are ints, any real number between them otherwise.
+    latency_ms: tuple[float, float] = (1, 10)
     #: Whether a node knows only the peers it was told (True), or links go both ways from the
     #: start (False).  Either way a node learns the nodes that call it (docs/gossip.md).
     one_way: bool = False
@@ -84,6 +96,18 @@ class SimConfig:
     pickup_ms: int = 0
     #: allow_private_peers (the simulated addresses are public names; a loopback test is not).
     allow_private: bool = False
+    #: CPUs shared by all the nodes (one machine), or 0 for no CPU model: see the module's
+    #: docstring.  The three service times below count only when ``cores`` is above 0.
+    cores: int = 0
+    #: CPU a caller spends on one request of a push (an announcement, or the push of the posts
+    #: wanted) and on reading its answer (ms).
+    cpu_call_ms: float = 0.0
+    #: CPU a node spends answering one announcement (ms).
+    cpu_announce_ms: float = 0.0
+    #: CPU a node spends taking one push of posts: check, store, hand to its policy (ms).  Under
+    #: the CPU model a post made at a node (``make_post``) is pushed into it: it is stored at
+    #: once, and announced after one message's latency and this much of the node's CPU.
+    cpu_push_ms: float = 0.0
 
 
 def gossip_config(config: SimConfig, name: str) -> gossip.GossipConfig:
@@ -107,12 +131,12 @@ class SimNode:
     posts: dict[bytes, posts.Post] = field(default_factory=dict)
     index: KeyIndex = field(default_factory=KeyIndex)
     #: When each post arrived here (simulated ms since the start).
-    got_at: dict[bytes, int] = field(default_factory=dict)
+    got_at: dict[bytes, float] = field(default_factory=dict)
     alive: bool = True
     hung: bool = False
     clock_offset_ms: int = 0
     #: When this node's next wake-up is queued (simulated ms), if one is.
-    wake_at: int | None = None
+    wake_at: float | None = None
 
     @property
     def peers(self) -> list[PeerState]:
@@ -135,13 +159,22 @@ class Simulation:
         self.label = label
         self.rng = rng
         self.round = 0
-        self.time = 0                   # simulated ms since the start
+        #: Simulated ms since the start: whole milliseconds unless the CPU model or real-valued
+        #: latencies make fractions of one.
+        self.time: float = 0
         self.messages = 0
         self.dropped = 0
         self.copies = 0                 # full posts sent over links (delivered or not)
         self.bytes = 0
         self.refused = 0                # peer addresses refused by a policy
-        self._queue: list[tuple[int, int, Callable[[], None]]] = []
+        #: CPU spent by all nodes (ms) and pieces of work done, under the CPU model.
+        self.cpu_ms = 0.0
+        self.cpu_jobs = 0
+        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        # The CPU model: free cores, nodes at work, work waiting (in the order it came).
+        self._cores_free = config.cores
+        self._working: set[str] = set()
+        self._waiting: list[tuple[SimNode, float, Callable[[], None]]] = []
         self._seq = itertools.count()
         names = [f"http://n{i}.sim.example:7470" for i in range(config.nodes)]
         told = self._topology(names, topology)
@@ -189,17 +222,17 @@ class Simulation:
 
     @property
     def now_ms(self) -> int:
-        """The true wall-clock time of the simulation (ms)."""
-        return EPOCH_MS + self.time
+        """The true wall-clock time of the simulation (whole ms)."""
+        return EPOCH_MS + int(self.time)
 
     def clock(self, node: SimNode) -> int:
-        """``node``'s own clock (ms)."""
-        return EPOCH_MS + self.time + node.clock_offset_ms
+        """``node``'s own clock (whole ms, as a node reads it)."""
+        return EPOCH_MS + int(self.time) + node.clock_offset_ms
 
-    def _at(self, when: int, fn: Callable[[], None]) -> None:
+    def _at(self, when: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._queue, (when, next(self._seq), fn))
 
-    def _later(self, when: int, node: SimNode, event: gossip.Event) -> None:
+    def _later(self, when: float, node: SimNode, event: gossip.Event) -> None:
         """Report ``event`` to ``node``'s policy at ``when``."""
 
         def report() -> None:
@@ -207,9 +240,54 @@ class Simulation:
 
         self._at(when, report)
 
-    def _latency(self) -> int:
+    def _latency(self) -> float:
         lo, hi = self.config.latency_ms
-        return self.rng.randint(lo, hi)
+        if isinstance(lo, int) and isinstance(hi, int):
+            return self.rng.randint(lo, hi)
+        return lo + (hi - lo) * self.rng.random()
+
+    # --- the CPU model (SimConfig.cores) -------------------------------------------------
+
+    @property
+    def _cpu(self) -> bool:
+        return self.config.cores > 0
+
+    def run_on(self, node: SimNode, service_ms: float, then: Callable[[], None]) -> None:
+        """Have ``node`` spend ``service_ms`` of CPU, then call ``then``.
+
+        Without the CPU model (``cores`` 0) ``then`` is called at once.  With it, the work waits
+        until every piece of work ``node`` was given before is done (one event loop) and a core
+        is free (the machine's ``cores``, shared by all nodes, go to waiting work in the order it
+        came); ``then`` is called when the work is done.  A node that does not answer (hung,
+        down) does no work: its work waits, and starts when cores are next handed out after it
+        answers again."""
+        if not self._cpu:
+            then()
+            return
+        self._waiting.append((node, service_ms, then))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start waiting work while cores are free: the oldest work whose node is idle first."""
+        i = 0
+        while self._cores_free > 0 and i < len(self._waiting):
+            node, service_ms, then = self._waiting[i]
+            if node.name in self._working or not node.answers:
+                i += 1
+                continue
+            del self._waiting[i]
+            self._cores_free -= 1
+            self._working.add(node.name)
+            self.cpu_ms += service_ms
+            self.cpu_jobs += 1
+
+            def done(node: SimNode = node, then: Callable[[], None] = then) -> None:
+                self._cores_free += 1
+                self._working.discard(node.name)
+                then()
+                self._dispatch()
+
+            self._at(self.time + service_ms, done)
 
     def _sent(self, to: SimNode, size: int = 64) -> bool:
         """Whether one message reaches a node that answers (counted either way)."""
@@ -220,7 +298,7 @@ class Simulation:
             return False
         return True
 
-    def run_until(self, end: int) -> None:
+    def run_until(self, end: float) -> None:
         """Process every event up to simulated time ``end`` (ms)."""
         while self._queue and self._queue[0][0] <= end:
             when, _, fn = heapq.heappop(self._queue)
@@ -239,7 +317,16 @@ class Simulation:
                                  created_at_ms=self.clock(node) + self._made)
         self._store(node, post)
         delay = self.rng.randint(0, self.config.pickup_ms) if self.config.pickup_ms else 0
-        self._later(self.time + delay, node, gossip.NewPosts(((post.board, (post.id,)),), "local"))
+        new = gossip.NewPosts(((post.board, (post.id,)),), "local")
+        if self._cpu:
+            # The post is pushed into the node: one message's latency, then the node spends on it
+            # what taking a push costs, then it announces it.
+            def taken() -> None:
+                self._report(node, new)
+
+            self._at(self.time + delay + self._latency(), lambda: self.run_on(node, self.config.cpu_push_ms, taken))
+        else:
+            self._later(self.time + delay, node, new)
         return post
 
     def _store(self, node: SimNode, post: posts.Post) -> bool:
@@ -278,7 +365,7 @@ class Simulation:
             node.wake_at = when
             self._at(when, lambda: self._wake(node, when))
 
-    def _wake(self, node: SimNode, when: int) -> None:
+    def _wake(self, node: SimNode, when: float) -> None:
         if node.wake_at != when:
             return                      # superseded by an earlier wake-up
         node.wake_at = None
@@ -323,7 +410,7 @@ class Simulation:
             event = gossip.ExchangeDone(action.peer, "unreachable: this node is down")
         self._later(self.time + self._latency(), node, event)
 
-    def _call(self, node: SimNode, peer: SimNode, t: int) -> int | None:
+    def _call(self, node: SimNode, peer: SimNode, t: float) -> float | None:
         """The first request of an exchange, sent at ``t``: when it reaches a peer that answers
         (which learns the caller's address from it, as from the Dazibao-Peer header), or None
         when it fails."""
@@ -338,7 +425,7 @@ class Simulation:
         self._at(arrive, introduce)
         return arrive
 
-    def _failure_time(self, peer: SimNode, t: int) -> int:
+    def _failure_time(self, peer: SimNode, t: float) -> float:
         # A hung peer holds the request until the timeout; a dead one refuses at once; a lost
         # message is a reset connection.
         return t + (HUNG_TIMEOUT_MS if peer.alive and peer.hung else 2 * self._latency())
@@ -346,7 +433,7 @@ class Simulation:
     def _sync(self, node: SimNode, peer: SimNode) -> None:
         t = self.time
 
-        def fail(at: int, why: str) -> None:
+        def fail(at: float, why: str) -> None:
             self._later(at, node, gossip.SyncDone(peer.name, why))
 
         arrive = self._call(node, peer, t)
@@ -400,10 +487,17 @@ class Simulation:
         self._later(arrive + self._latency(), node, gossip.ExchangeDone(peer.name, offered=offered))
 
     def _announce(self, node: SimNode, peer: SimNode, ids_by_board: gossip.BoardIds) -> None:
+        if self._cpu:
+            self.run_on(node, self.config.cpu_call_ms, lambda: self._announce_now(node, peer, ids_by_board))
+        else:
+            self._announce_now(node, peer, ids_by_board)
+
+    def _announce_now(self, node: SimNode, peer: SimNode, ids_by_board: gossip.BoardIds) -> None:
         t = self.time
         ids = [i for _, group in ids_by_board for i in group]
         size = 8 + 34 * len(ids)
-        if self.config.strategy == "flood":
+        flood = self.config.strategy == "flood"
+        if flood:
             size = sum(len(node.posts[i].raw) for i in ids)
             self.copies += len(ids)
         arrive = self._call(node, peer, t)
@@ -414,7 +508,7 @@ class Simulation:
         self.bytes += size - 64
 
         def offered() -> None:
-            if self.config.strategy == "flood":
+            if flood:
                 self._receive(peer, [node.posts[i].raw for i in ids], node.name)
                 self._later(self.time + self._latency(), node, gossip.PushDone(peer.name))
                 return
@@ -429,6 +523,17 @@ class Simulation:
                 return
             raws = [node.posts[i].raw for i in wanted]
             self.copies += len(raws)
+            if self._cpu:
+                if not raws:
+                    self._later(back, node, gossip.PushDone(peer.name))
+                    return
+
+                # The caller reads the answer and pushes what was wanted, on its own CPU.
+                def push() -> None:
+                    self._push_now(node, peer, raws)
+
+                self._at(back, lambda: self.run_on(node, self.config.cpu_call_ms, push))
+                return
             if raws and not self._sent(peer, sum(map(len, raws))):
                 self._later(back + 2 * self._latency(), node, gossip.PushDone(peer.name, "unreachable: lost"))
                 return
@@ -441,7 +546,24 @@ class Simulation:
             self._at(land, deliver)
             self._later(land + self._latency(), node, gossip.PushDone(peer.name))
 
-        self._at(arrive, offered)
+        if self._cpu:
+            cost = self.config.cpu_push_ms if flood else self.config.cpu_announce_ms
+            self._at(arrive, lambda: self.run_on(peer, cost, offered))
+        else:
+            self._at(arrive, offered)
+
+    def _push_now(self, node: SimNode, peer: SimNode, raws: list[bytes]) -> None:
+        """Under the CPU model: push the posts ``peer`` wanted, once ``node`` has read its answer
+        to the announcement; they take effect once ``peer`` has spent ``cpu_push_ms`` on them."""
+        if not self._sent(peer, sum(map(len, raws))):
+            self._later(self.time + 2 * self._latency(), node, gossip.PushDone(peer.name, "unreachable: lost"))
+            return
+
+        def deliver() -> None:
+            self._receive(peer, raws, node.name)
+            self._later(self.time + self._latency(), node, gossip.PushDone(peer.name))
+
+        self._at(self.time + self._latency(), lambda: self.run_on(peer, self.config.cpu_push_ms, deliver))
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -469,7 +591,7 @@ class Simulation:
     def holders(self, post_id: bytes) -> int:
         return sum(1 for n in self.live() if post_id in n.posts)
 
-    def time_to_all(self, post_id: bytes, made_at: int) -> float | None:
+    def time_to_all(self, post_id: bytes, made_at: float) -> float | None:
         """Simulated seconds from ``made_at`` until every live node held the post, or None."""
         times = [n.got_at.get(post_id) for n in self.live()]
         if any(t is None for t in times):
@@ -512,7 +634,7 @@ def spread(config: SimConfig, rng: SimRng, *, max_rounds: int = 200) -> SpreadRe
 
 def run_topology(topology: Sequence[tuple[str, Sequence[str]]], rng: SimRng, *, frozen: str | None = None,
                  posts: int = 20, warmup_s: float = 10.0, gap_s: float = 2.0, limit_s: float = 120.0,
-                 config: SimConfig | None = None) -> list[float]:
+                 config: SimConfig | None = None, stats: dict[str, float] | None = None) -> list[float]:
     """Run a given directed topology and return each post's time to reach every node, in
     simulated seconds (``float('inf')`` for a post that did not reach them all in ``limit_s``).
 
@@ -523,7 +645,30 @@ def run_topology(topology: Sequence[tuple[str, Sequence[str]]], rng: SimRng, *, 
     one every ``gap_s`` seconds, each at a random node other than the frozen one; a post counts
     as arrived when every node but the frozen one holds it.  Posts are picked up by their node
     up to a second after they are written, as `dazibao post` posts are by a running node.
-    ``rng`` is the run's only randomness (``random.Random(seed)``).
+    ``rng`` is the run's only randomness (``random.Random(seed)``).  A ``stats`` dict is filled
+    with the run's counts from the first post on: ``messages``, ``cpu_ms`` and ``cpu_jobs``
+    (the CPU model's work, 0 without it) and ``posts``.
+    """
+    counts: list[dict[str, float]] = []
+    (out,) = run_phases(topology, rng, [frozen], posts=posts, warmup_s=warmup_s, gap_s=gap_s, limit_s=limit_s,
+                        config=config, stats=counts)
+    if stats is not None:
+        stats.update(counts[0])
+    return out
+
+
+def run_phases(topology: Sequence[tuple[str, Sequence[str]]], rng: SimRng, frozen: Sequence[str | None], *,
+               posts: int = 20, warmup_s: float = 10.0, gap_s: float = 2.0, limit_s: float = 120.0,
+               config: SimConfig | None = None,
+               stats: list[dict[str, float]] | None = None) -> list[list[float]]:
+    """:func:`run_topology` for several phases run one after the other on the same network, as
+    the net benchmark runs its real nodes: a list of each phase's times.
+
+    Phase ``i`` freezes node ``frozen[i]`` (None: none; a node frozen stays frozen), then makes
+    ``posts`` posts as :func:`run_topology` does; it ends when they have all arrived, or
+    ``limit_s`` after its last post, and the next phase starts ``gap_s`` later.  The first phase
+    starts after ``warmup_s``.  ``stats`` gets one dict of counts per phase, from its first post
+    to its end (the last phase's end being ``limit_s`` after its last post).
     """
     names = [name for name, _ in topology]
     index = {name: i for i, name in enumerate(names)}
@@ -532,16 +677,31 @@ def run_topology(topology: Sequence[tuple[str, Sequence[str]]], rng: SimRng, *, 
     cfg = replace(base, nodes=len(names), one_way=True, down=0.0, hung=0.0, churn=0.0)
     sim = Simulation(cfg, rng, topology=given)
     sim.run_until(int(warmup_s * 1000))
-    if frozen is not None:
-        sim.nodes[index[frozen]].hung = True
-    makers = [n for n in sim.nodes if n.answers]
-    made: list[tuple[bytes, int]] = []
-    for k in range(posts):
-        sim.run_until(int((warmup_s + k * gap_s) * 1000))
-        made.append((sim.make_post(rng.choice(makers)).id, sim.time))
-    sim.run_until(int((warmup_s + (posts - 1) * gap_s + limit_s) * 1000))
-    out = []
-    for post_id, at in made:
-        took = sim.time_to_all(post_id, at)
-        out.append(float("inf") if took is None or took > limit_s else took)
-    return out
+    start_s = warmup_s
+    phases: list[list[float]] = []
+    for phase, hung in enumerate(frozen):
+        if hung is not None:
+            sim.nodes[index[hung]].hung = True
+        makers = [n for n in sim.nodes if n.answers]
+        before = (sim.messages, sim.cpu_ms, sim.cpu_jobs)
+        made: list[tuple[bytes, float]] = []
+        for k in range(posts):
+            sim.run_until(int((start_s + k * gap_s) * 1000))
+            made.append((sim.make_post(rng.choice(makers)).id, sim.time))
+        end = int((start_s + (posts - 1) * gap_s + limit_s) * 1000)
+        if phase == len(frozen) - 1:
+            sim.run_until(end)
+        else:
+            ids = [post_id for post_id, _ in made]
+            while not sim.converged(ids) and sim.time < end:
+                sim.run_until(min(end, sim.time + 10))
+        if stats is not None:
+            stats.append(dict(messages=sim.messages - before[0], cpu_ms=sim.cpu_ms - before[1],
+                              cpu_jobs=sim.cpu_jobs - before[2], posts=posts))
+        out = []
+        for post_id, at in made:
+            took = sim.time_to_all(post_id, at)
+            out.append(float("inf") if took is None or took > limit_s else took)
+        phases.append(out)
+        start_s = sim.time / 1000 + gap_s
+    return phases
