@@ -29,10 +29,10 @@ from ..i18n import N_, Msg
 from ..moderation import ModeratorView, StatementView, read_boards
 from ..render import title_of
 from ..security import safe_next
-from ..sessions import Session
+from ..sessions import Session, Unlocked
 
 __all__ = [
-    "MAX_PAGE", "HEX_ID", "FormError", "PostView", "ThreadView", "Authors", "authors_of", "Moderation",
+    "MAX_PAGE", "HEX_ID", "FormError", "own_signer", "PostView", "ThreadView", "Authors", "authors_of", "Moderation",
     "moderation_of", "parse_post_id",
     "parse_author_key", "parse_board", "parse_body", "parse_display_name", "page_number", "bad_position", "field",
     "invalid", "next_location", "compose_form", "get_post", "not_here",
@@ -239,6 +239,17 @@ def compose_form(board: str = "", parent: str = "", body: str = "", as_fp: str =
 
 async def get_post(ui: WebUI, post_id: bytes) -> PostRow | None:
     return await ui.core.db.call(Store.get, post_id)
+
+
+async def own_signer(ui: WebUI, session: Session, author: bytes, *, locked: Msg, foreign: Msg) -> Unlocked:
+    """The unlocked pseudonym of this session that is ``author``, for signing what undoes that
+    author's own post or statement.  Raises FormError: ``locked`` when ``author`` is one of this
+    machine's pseudonyms but not unlocked, ``foreign`` when it is nobody's here."""
+    signer = session.key_of(author)
+    if signer is not None:
+        return signer
+    local = await asyncio.to_thread(ui.member_keys().list)
+    raise FormError(locked if any(p.public_key == author for p in local) else foreign)
 
 
 def not_here(request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from .common import (
     get_post,
     invalid,
     not_here,
+    own_signer,
     parse_board,
     parse_body,
     parse_post_id,
@@ -181,14 +182,13 @@ async def retract(request: web.Request) -> web.Response:
         return not_here(request)
     if row.kind not in RETRACTABLE_KINDS:
         return invalid(request, FormError(Msg(N_("Only posts, replies and profiles can be retracted."))))
-    signer = session.key_of(row.author)
-    if signer is None:
-        local = await asyncio.to_thread(ui.member_keys().list)
-        if any(p.public_key == row.author for p in local):
-            message = Msg(N_("Unlock the pseudonym that wrote this post first, on the Pseudonyms page."))
-        else:
-            message = Msg(N_("You can only retract posts written by your own pseudonyms."))
-        return invalid(request, FormError(message), 403)
+    try:
+        signer = await own_signer(
+            ui, session, row.author,
+            locked=Msg(N_("Unlock the pseudonym that wrote this post first, on the Pseudonyms page.")),
+            foreign=Msg(N_("You can only retract posts written by your own pseudonyms.")))
+    except FormError as exc:
+        return invalid(request, exc, 403)
     try:
         await CoreAuthor(ui.core).retract(signer.key, row)
     except StorageFullError:

@@ -17,7 +17,6 @@ translated message (status 400) and writes nothing.  Signing goes through node/a
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -43,6 +42,7 @@ from .common import (
     moderation_of,
     next_location,
     not_here,
+    own_signer,
     parse_author_key,
     parse_board,
     parse_post_id,
@@ -267,14 +267,13 @@ async def undo(request: web.Request) -> web.Response:
     if row is None or row.kind != KIND_MODERATION:
         return invalid(request, FormError(Msg(N_(
             "This statement is not on this node (any more): it may have been undone already."))), 404)
-    signer = session.key_of(row.author)
-    if signer is None:
-        local = await asyncio.to_thread(ui.member_keys().list)
-        if any(p.public_key == row.author for p in local):
-            message = Msg(N_("Unlock the pseudonym that signed this statement first, on the Pseudonyms page."))
-        else:
-            message = Msg(N_("You can only undo statements signed by your own pseudonyms."))
-        return invalid(request, FormError(message), 403)
+    try:
+        signer = await own_signer(
+            ui, session, row.author,
+            locked=Msg(N_("Unlock the pseudonym that signed this statement first, on the Pseudonyms page.")),
+            foreign=Msg(N_("You can only undo statements signed by your own pseudonyms.")))
+    except FormError as exc:
+        return invalid(request, exc, 403)
     statement = parse_statement(row.to_post())
     back = next_location(request, board_url(row.board))
     if field(request, "step") != "sign":
