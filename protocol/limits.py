@@ -231,6 +231,14 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_moderators_per_board", 32, "keys", "moderators a node follows on one board", scope="node",
           why="Every incoming post is judged against the statements of every followed moderator of its "
               "board; a board is moderated by a handful of people, and a charter names at most 16."),
+    Limit("max_drafts_per_session", 8, "drafts", "unpublished drafts the member UI keeps per session, in memory",
+          scope="node",
+          why="A member has a form or two open at a time; each draft is at most one post body "
+              "(max_body_bytes), so a session holds at most 8 x 16 KiB, never on disk."),
+    Limit("max_spent_forms_per_session", 64, "form tokens",
+          "published form tokens the member UI remembers per session (a resubmission never publishes)",
+          scope="node",
+          why="Enough to catch a browser resending any recent form; a few KiB per session."),
     Limit("max_refusals", 1_000_000, "ids", "refused post ids remembered (oldest forgotten first)",
           scope="node",
           why="A refused id is refused again without verifying its signature; a flood of fresh ids "
@@ -329,4 +337,6 @@ STRANGER_POSTS_PER_DAY = by_name("stranger_posts_per_day")
 STRANGER_BYTES_PER_DAY = by_name("stranger_bytes_per_day")
 MAX_MODERATORS_PER_BOARD = by_name("max_moderators_per_board")
 MAX_REFUSALS = by_name("max_refusals")
+MAX_DRAFTS_PER_SESSION = by_name("max_drafts_per_session")
+MAX_SPENT_FORMS_PER_SESSION = by_name("max_spent_forms_per_session")
 MAX_STATEMENTS_PER_BOARD = by_name("max_statements_per_board")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dazibao.protocol import limits
 from dazibao.protocol.identity import SigningKey
 
 from ..keys import Pseudonym
@@ -33,10 +34,10 @@ MAX_SESSIONS = 256
 MAX_SESSION_AGE_S = 12 * 3600  # a session unused this long is forgotten
 MAX_NOTICES = 8
 #: Drafts kept per session (the least recently saved is dropped first); each is at most one
-#: post body (max_body_bytes), so a session holds at most 8 x 16 KiB of drafts.
-MAX_DRAFTS = 8
+#: post body (max_body_bytes).
+MAX_DRAFTS = limits.MAX_DRAFTS_PER_SESSION
 #: Form tokens remembered as spent (published) per session.
-MAX_SPENT_FORMS = 64
+MAX_SPENT_FORMS = limits.MAX_SPENT_FORMS_PER_SESSION
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dazibao.node.keys import Pseudonym
 from dazibao.node.web import i18n, render, security
 from dazibao.node.web.live import LiveFeed
 from dazibao.node.web.sessions import SessionStore
-from dazibao.protocol import posts
+from dazibao.protocol import limits, posts
 
 from . import hostile
 from .conftest import key
@@ -244,3 +244,21 @@ def test_live_feed_cursors():
     assert [p.body for p in feed.since(since.cursor).posts] == ["2", "3", "4"]
     for bad in ["", "x", "other.1", f"{feed.epoch}.99", f"{feed.epoch}.-1"]:
         assert not feed.since(bad).complete, bad
+
+
+def test_a_session_keeps_a_bounded_number_of_drafts_and_spent_forms():
+    from dazibao.node.web.pages.writing import keep_draft
+    from dazibao.node.web.sessions import Draft, Session
+
+    session = Session(id="s", csrf="c", last_active_s=0.0)
+    for i in range(limits.MAX_DRAFTS_PER_SESSION + 5):
+        session.save_draft(f"board:b{i}", Draft(f"text {i}"))
+    assert len(session.drafts) == limits.MAX_DRAFTS_PER_SESSION
+    assert "board:b0" not in session.drafts and f"board:b{limits.MAX_DRAFTS_PER_SESSION + 4}" in session.drafts
+    # A body too long to post is not kept at all.
+    keep_draft(session, {"board": "big", "parent": "", "body": "x" * (limits.MAX_BODY_BYTES + 1), "as": ""})
+    assert "board:big" not in session.drafts
+    for i in range(limits.MAX_SPENT_FORMS_PER_SESSION + 10):
+        session.spend_form(f"0-t{i}")
+    assert len(session.spent_forms) == limits.MAX_SPENT_FORMS_PER_SESSION
+    assert session.form_is_stale(f"0-t{limits.MAX_SPENT_FORMS_PER_SESSION + 9}")
