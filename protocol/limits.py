@@ -249,6 +249,12 @@ TABLE: tuple[Limit, ...] = (
           why="Statements are read to build a board's trust view; past this, statements of moderators "
               "the node does not follow are refused with the stranger quota codes, so strangers cannot "
               "grow that work without bound.  Followed moderators' statements are always kept."),
+    # Node: reading at scale (node/store/, node/service.py; docs/performance.md, "serve").
+    # Node: ingest and single-post requests (node/api.py, node/service.py).
+    # Node: transport: proxy, TLS and onion services (node/sync.py, node/listeners.py; docs/privacy.md).
+    # Node: origin privacy of new posts (protocol/gossip.py; docs/privacy.md).
+    # Node: member UI flows: first steps, peers, replies and unread marks (node/web/).
+    # Node: search, accessibility and the static copy (node/store/search.py, node/web/, node/publish.py).
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
