@@ -64,6 +64,11 @@ TABLE: tuple[Limit, ...] = (
     Limit("min_pow_bits", 8, "bits", "least work target a post may commit to"),
     Limit("max_pow_bits", 40, "bits", "most work target a post may commit to"),
     Limit("max_charter_moderators", 16, "keys", "moderator lines in one charter"),
+    # Collective action: reports, letters, signatures, pledges, pins, translations (docs/protocol.md,
+    # "Collective action").
+    Limit("max_object_fields", 16, "fields", "field lines in the body of a report, letter, pledge or translation"),
+    Limit("max_field_chars", 200, "characters", "characters in one field value or one signature line"),
+    Limit("max_pledge_threshold", 1_000_000, "pledgers", "largest threshold a pledge may name"),
     # ---- Node-local bounds (scope "node"; docs/security.md, "Limits") ----
     # Node: outbound requests to peers (node/sync.py, node/server.py).
     Limit("max_info_boards", 1_024, "boards", "boards listed in one `GET /v1/info` answer"),
@@ -346,3 +351,6 @@ MAX_REFUSALS = by_name("max_refusals")
 MAX_DRAFTS_PER_SESSION = by_name("max_drafts_per_session")
 MAX_SPENT_FORMS_PER_SESSION = by_name("max_spent_forms_per_session")
 MAX_STATEMENTS_PER_BOARD = by_name("max_statements_per_board")
+MAX_OBJECT_FIELDS = by_name("max_object_fields")
+MAX_FIELD_CHARS = by_name("max_field_chars")
+MAX_PLEDGE_THRESHOLD = by_name("max_pledge_threshold")

@@ -25,10 +25,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import limits, wire
+from . import fields, limits, wire
 from .errors import (
     BoardError,
     BodyError,
@@ -57,6 +58,14 @@ __all__ = [
     "KIND_PROFILE",
     "KIND_MODERATION",
     "KIND_CHARTER",
+    "KIND_REPORT",
+    "KIND_CORROBORATION",
+    "KIND_LETTER",
+    "KIND_SIGNATURE",
+    "KIND_PLEDGE",
+    "KIND_PIN",
+    "KIND_TRANSLATION",
+    "ACTION_KINDS",
     "KINDS",
     "STATEMENT_ACTIONS",
     "STATEMENT_SUBJECTS",
@@ -89,13 +98,36 @@ KIND_RETRACT = "retract"
 KIND_PROFILE = "profile"
 KIND_MODERATION = "moderation"
 KIND_CHARTER = "charter"
+# Collective action (docs/protocol.md, "Collective action"; protocol/organizing.py).
+KIND_REPORT = "report"
+KIND_CORROBORATION = "corroboration"
+KIND_LETTER = "letter"
+KIND_SIGNATURE = "signature"
+KIND_PLEDGE = "pledge"
+KIND_PIN = "pin"
+KIND_TRANSLATION = "translation"
+#: The collective-action kinds.
+ACTION_KINDS = (KIND_REPORT, KIND_CORROBORATION, KIND_LETTER, KIND_SIGNATURE, KIND_PLEDGE, KIND_PIN,
+                KIND_TRANSLATION)
 #: The kinds this implementation knows and checks against their own rules.
-KINDS = (KIND_POST, KIND_REPLY, KIND_RETRACT, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER)
+KINDS = (KIND_POST, KIND_REPLY, KIND_RETRACT, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER, *ACTION_KINDS)
 
 # Whether each known kind must name a parent (True) or must not (False).
 _HAS_PARENT = {
     KIND_POST: False, KIND_REPLY: True, KIND_RETRACT: True, KIND_PROFILE: False,
     KIND_MODERATION: True, KIND_CHARTER: False,
+    KIND_REPORT: False, KIND_CORROBORATION: True, KIND_LETTER: False, KIND_SIGNATURE: True,
+    KIND_PLEDGE: False, KIND_PIN: True, KIND_TRANSLATION: True,
+}
+# The body rule of each collective-action kind (protocol/fields.py).
+_ACTION_BODY: dict[str, Callable[[str], object]] = {
+    KIND_REPORT: fields.check_report_body,
+    KIND_CORROBORATION: fields.check_corroboration_body,
+    KIND_LETTER: fields.check_letter_body,
+    KIND_SIGNATURE: fields.check_signature_body,
+    KIND_PLEDGE: fields.check_pledge_body,
+    KIND_PIN: fields.check_pin_body,
+    KIND_TRANSLATION: fields.check_translation_body,
 }
 # The names a kind of this or a later revision may have (docs/protocol.md, "Objects of unknown kind").
 _KIND_NAME = re.compile("[a-z][a-z0-9_]{0,31}")
@@ -309,8 +341,10 @@ def _check_fields(kind: str, board: str, parent: bytes | None, body: str, create
         check_display_name(body, "profile display name")
     elif kind == KIND_MODERATION:
         parse_statement_body(body, created_at_ms)
-    else:
+    elif kind == KIND_CHARTER:
         parse_charter_body(body)
+    else:
+        _ACTION_BODY[kind](body)
 
 
 def _unsigned(kind: str, board: str, author: bytes, created_at_ms: int, parent: bytes | None, body: str) -> list[Any]:

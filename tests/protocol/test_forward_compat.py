@@ -42,7 +42,8 @@ def obj(kind: object = "poll", board: object = "general", body: object = "Thursd
 
 
 def test_known_kinds_and_kind_names():
-    assert posts.KINDS == ("post", "reply", "retract", "profile", "moderation", "charter")
+    assert posts.KINDS == ("post", "reply", "retract", "profile", "moderation", "charter", *posts.ACTION_KINDS)
+    assert posts.ACTION_KINDS == ("report", "corroboration", "letter", "signature", "pledge", "pin", "translation")
     for kind in posts.KINDS:
         assert posts.is_known_kind(kind) and posts.is_kind_name(kind)
     for kind in ("poll", "edit", "x", "a_1", "z" * 32):

@@ -121,7 +121,8 @@ def test_signature_by_another_key_is_refused():
 
 
 def test_kinds():
-    assert posts.KINDS == ("post", "reply", "retract", "profile", "moderation", "charter")
+    assert posts.KINDS == ("post", "reply", "retract", "profile", "moderation", "charter", *posts.ACTION_KINDS)
+    assert posts.ACTION_KINDS == ("report", "corroboration", "letter", "signature", "pledge", "pin", "translation")
 
 
 def test_post_kind():

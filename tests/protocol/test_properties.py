@@ -18,6 +18,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dazibao.protocol import fields as field_blocks
 from dazibao.protocol import identity, limits, moderation, posts, wire
 from dazibao.protocol.errors import (
     BoardError,
@@ -90,10 +91,31 @@ CHARTER_BODIES = st.builds(
 ).filter(_charter_ok)
 
 
+FIELD_VALUES = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=40).map(
+    str.strip).filter(bool)
+# A text after a field block does not begin with a line feed (one empty line parts them).
+TEXTS = BODIES.filter(lambda t: not t.startswith("\n"))
+# One valid body of each collective-action kind (docs/protocol.md, "Collective action").
+ACTION_BODIES = {
+    posts.KIND_REPORT: st.builds(lambda c, p, t: field_blocks.field_block({"company": c, "practice": p}, t),
+                                 FIELD_VALUES, st.sampled_from(field_blocks.PRACTICES), st.one_of(st.just(""), TEXTS)),
+    posts.KIND_CORROBORATION: st.one_of(st.just(""), BODIES),
+    posts.KIND_LETTER: st.builds(lambda t, b: field_blocks.field_block({"title": t}, b), FIELD_VALUES, TEXTS),
+    posts.KIND_SIGNATURE: st.one_of(st.just(""), FIELD_VALUES),
+    posts.KIND_PLEDGE: st.builds(lambda a, n: field_blocks.field_block({"action": a, "date": "2027-05-01",
+                                                                   "threshold": str(n)}),
+                                 FIELD_VALUES, st.integers(1, limits.MAX_PLEDGE_THRESHOLD)),
+    posts.KIND_PIN: st.just(""),
+    posts.KIND_TRANSLATION: st.builds(lambda b: field_blocks.field_block({"lang": "zh-Hans"}, b), TEXTS),
+}
+_WITH_PARENT = (posts.KIND_REPLY, posts.KIND_RETRACT, posts.KIND_MODERATION, posts.KIND_CORROBORATION,
+                posts.KIND_SIGNATURE, posts.KIND_PIN, posts.KIND_TRANSLATION)
+
+
 @st.composite
 def post_fields(draw) -> dict:
     kind = draw(st.sampled_from(posts.KINDS))
-    parent = draw(IDS) if kind in (posts.KIND_REPLY, posts.KIND_RETRACT, posts.KIND_MODERATION) else None
+    parent = draw(IDS) if kind in _WITH_PARENT else None
     created_at_ms = draw(TIMES)
     if kind == posts.KIND_RETRACT:
         body = ""
@@ -103,6 +125,8 @@ def post_fields(draw) -> dict:
         body = draw(statement_bodies(created_at_ms))
     elif kind == posts.KIND_CHARTER:
         body = draw(CHARTER_BODIES)
+    elif kind in ACTION_BODIES:
+        body = draw(ACTION_BODIES[kind])
     else:
         body = draw(BODIES)
     return dict(kind=kind, board=draw(BOARDS), body=body, created_at_ms=created_at_ms, parent=parent)
