@@ -55,7 +55,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -72,8 +71,11 @@ from urllib.parse import urlsplit
 
 import nacl.bindings
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _nodes import NodeExited, NodeProc, free_port  # noqa: E402  (bench/ is on sys.path)
+
 from dazibao.node import config as node_config
-from dazibao.node.config import DataDir
 from dazibao.protocol import identity, limits, messages, posts
 
 BOARD = "labor"
@@ -127,27 +129,6 @@ QUICK = Scale(keys=100, per_key=20, wave=10, purge=10_000, purge_authors=100)
 
 
 # --- small helpers ----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    # The OS picks a free port; the node binds it a moment later (a clash is retried).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=True)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
 
 
 def known_settings() -> set[str]:
@@ -242,97 +223,6 @@ class Pusher:
 # --- the node processes -----------------------------------------------------------------------
 
 
-class NodeExited(RuntimeError):
-    """A node process ended on its own (e.g. its port was taken)."""
-
-
-@dataclass
-class NodeProc:
-    name: str
-    data: Path
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    ui_url: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def db_path(self) -> Path:
-        return self.data / "dazibao.db"
-
-    @property
-    def log(self) -> Path:
-        return self.data.parent / f"{self.data.name}.log"
-
-    def configure(self, settings: dict[str, Any]) -> None:
-        DataDir(self.data).create()
-        text = "".join(f"{name} = {_toml(value)}\n" for name, value in settings.items())
-        (self.data / "config.toml").write_text(text, encoding="utf-8")
-
-    def start(self, peers: Sequence[str] = ()) -> None:
-        if not self.port:
-            self.port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DAZIBAO_")}
-        args = [sys.executable, "-m", "dazibao.node", "--data-dir", str(self.data), "run",
-                "--gossip-listen", f"127.0.0.1:{self.port}", "--ui-listen", "127.0.0.1:0"]
-        for peer in peers:
-            args += ["--peer", peer]
-        (self.data / "node.json").unlink(missing_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def started(self) -> bool:
-        """Whether the node has written node.json.  Raises NodeExited if it has ended."""
-        if self.proc is None or self.proc.poll() is not None:
-            code = None if self.proc is None else self.proc.returncode
-            raise NodeExited(f"node {self.name} exited with {code}: {self.tail()}")
-        try:
-            info = json.loads((self.data / "node.json").read_text())
-        except (OSError, ValueError):
-            return False
-        if info.get("gossip_url") != self.url:
-            return False
-        self.ui_url = str(info.get("ui_url") or "")
-        return True
-
-    def alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise NodeExited(f"node {self.name} ended: {self.tail()}")
-
-    def tail(self, lines: int = 4) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds of the node process, all its threads."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=STOP_BOUND_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_BOUND_S)
-        self.proc = None
-
-
 def wait_for(predicate: Callable[[], bool], what: str, bound: float, every: float = 0.1) -> None:
     deadline = time.monotonic() + bound
     while not predicate():
@@ -346,7 +236,7 @@ def start_all(nodes: Sequence[NodeProc], peers_of: Callable[[int], Sequence[int]
     if one exits at once (a port taken meanwhile).  Raises NodeExited or RuntimeError."""
     for attempt in range(3):
         for node in nodes:
-            node.port = _free_port()
+            node.port = free_port()
         try:
             for i, node in enumerate(nodes):
                 node.start([nodes[j].url for j in peers_of(i)])

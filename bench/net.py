@@ -40,24 +40,24 @@ runs the nodes from another copy of the code, ``BENCH_NET_PUBLIC_URL=1`` sets ea
 from __future__ import annotations
 
 import http.client
-import json
 import math
 import os
 import random
 import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _nodes import NodeExited, NodeProc, free_port  # noqa: E402  (bench/ is on sys.path)
 
 from dazibao.protocol import identity, messages, posts
 
@@ -214,75 +214,20 @@ def simulate_history(topology: Topology, frozen: int, count: int, gap_s: float, 
 # --- the processes ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    # The OS picks a free port; the node binds it a moment later.  Another program could take
-    # it in between: the node then exits at once and the network is started again.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class NodeExited(RuntimeError):
-    """A node process ended on its own (e.g. its port was taken)."""
-
-
 @dataclass
-class RealNode:
-    index: int
-    data: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
+class RealNode(NodeProc):
+    """A node of the real network: ``index`` is its place in the topology."""
+
+    index: int = 0
     frozen: bool = False
-    _db: sqlite3.Connection | None = field(default=None, repr=False)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.data.parent / f"{self.data.name}.log"
-
-    def start(self, peers: Sequence[str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DAZIBAO_")}
-        env["DAZIBAO_ALLOW_PRIVATE_PEERS"] = "true"
+    def start(self, peers: Sequence[str] = ()) -> None:
+        self.env["DAZIBAO_ALLOW_PRIVATE_PEERS"] = "true"
         if os.environ.get(PUBLIC_URL_ENV) == "1":
-            env["DAZIBAO_PUBLIC_URL"] = self.url
-        source = os.environ.get(NODE_SOURCE_ENV)
-        if source:
-            # Ahead of the installed package, so the nodes run that copy of the code.
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
-        args = [sys.executable, "-m", "dazibao.node", "--data-dir", str(self.data), "run",
-                "--gossip-listen", f"127.0.0.1:{self.port}", "--ui-listen", "127.0.0.1:0"]
-        for peer in peers:
-            args += ["--peer", peer]
-        (self.data / "node.json").unlink(missing_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.env["DAZIBAO_PUBLIC_URL"] = self.url
+        self.source = os.environ.get(NODE_SOURCE_ENV) or None
+        super().start(peers)
 
-    def started(self) -> bool:
-        """Whether the node has written node.json.  Raises NodeExited if it has ended."""
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise NodeExited(f"node {self.index} exited with {self.proc.returncode}: {self.tail()}")
-        try:
-            return bool(json.loads((self.data / "node.json").read_text())["gossip_url"] == self.url)
-        except (OSError, ValueError, KeyError):
-            return False
-
-    def tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").splitlines()[-3:])
-        except OSError:
-            return ""
-
-    def db(self) -> sqlite3.Connection:
-        # Read-only, so this process can never write to a node's store; the node's WAL mode
-        # lets it read while the node writes.
-        if self._db is None:
-            self._db = sqlite3.connect(f"file:{self.data / 'dazibao.db'}?mode=ro", uri=True,
-                                       isolation_level=None, timeout=5)
-        return self._db
 
     def holding(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``ids`` the node has stored."""
@@ -308,22 +253,10 @@ class RealNode:
             self.proc.send_signal(signal.SIGCONT)
         self.frozen = False
 
-    def signal_stop(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
 
-    def reap(self, deadline: float) -> None:
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_BOUND_S)
-        self.proc = None
+def real_node(index: int, data: Path) -> RealNode:
+    """Node ``index`` of the network, on a port that is free now."""
+    return RealNode(str(index), data, free_port(), index=index)
 
 
 def wait_for(predicate: Callable[[], bool], what: str, bound: float) -> None:
@@ -351,7 +284,7 @@ class Network:
                     self._start(attempt)
                     break
                 except NodeExited:
-                    # Most likely a port taken between _free_port and the node's bind.
+                    # Most likely a port taken between free_port and the node's bind.
                     self._stop()
                     if attempt == 2:
                         raise
@@ -366,7 +299,7 @@ class Network:
         for i in range(self.topology.size):
             data = self.folder / f"try{attempt}-node{i:02d}"
             data.mkdir()
-            self.nodes.append(RealNode(i, data, _free_port()))
+            self.nodes.append(real_node(i, data))
         for node, told in zip(self.nodes, self.topology.peers, strict=True):
             node.start([self.nodes[j].url for j in told])
         wait_for(lambda: all(n.started() for n in self.nodes), "the nodes to start", START_BOUND_S)
@@ -538,8 +471,8 @@ def calibrate(folder: Path, key: identity.SigningKey) -> Costs:
     P, less its CPU (Q takes it, calls twice, P answers and takes it), is four messages'
     latency (at least MIN_LATENCY_MS each).  Raises RuntimeError or NodeExited if a node does not
     start, sync or take the posts; both nodes are stopped either way."""
-    p = RealNode(100, folder / "cal-p", _free_port())
-    q = RealNode(101, folder / "cal-q", _free_port())
+    p = real_node(100, folder / "cal-p")
+    q = real_node(101, folder / "cal-q")
     for node in (p, q):
         node.data.mkdir()
     try:
