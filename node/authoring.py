@@ -52,7 +52,8 @@ __all__ = [
     "REPLYABLE_KINDS", "RETRACTABLE_KINDS", "PROFILE_SCAN_ROWS", "Target", "Draft", "AuthoringError",
     "NotReplyableError", "NotRetractableError", "NotStoredError", "NoCharterError", "check_reply_target",
     "check_retractable",
-    "compose_profile", "compose_post", "compose_retraction", "compose_statement", "compose_charter", "has_profile_on",
+    "compose_profile", "compose_post", "compose_object", "compose_retraction", "compose_statement", "compose_charter",
+    "has_profile_on",
     "StoreAuthor", "CoreAuthor", "Authoring",
 ]
 
@@ -60,7 +61,7 @@ __all__ = [
 REPLYABLE_KINDS = (KIND_POST, KIND_REPLY)
 #: The kinds a retraction may remove (a retraction itself cannot be taken back).  Retracting a
 #: moderation statement undoes it.
-RETRACTABLE_KINDS = (KIND_POST, KIND_REPLY, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER)
+RETRACTABLE_KINDS = (KIND_POST, KIND_REPLY, KIND_PROFILE, KIND_MODERATION, KIND_CHARTER, *posts.ACTION_KINDS)
 #: How many of a board's profile posts the command line reads, newest first, to find out whether
 #: a pseudonym already published its name there.  Past this many it publishes the name again:
 #: a repeated profile is harmless, while an unbounded scan would let anyone who floods a board
@@ -162,6 +163,19 @@ def compose_post(key: SigningKey, name: str, *, board: str, body: str, now_ms: i
     return Draft(post, profile)
 
 
+def compose_object(key: SigningKey, name: str, make: Callable[[int], Post], *, board: str, now_ms: int,
+                   has_profile: bool) -> Draft:
+    """Sign a collective-action object (protocol/organizing.py) by the pseudonym ``name``:
+    ``make(now_ms)`` signs it with ``key``.  The profile rule applies as to posts, so that a
+    signature or a report shows its author's name on every node.  Raises what ``make`` raises
+    (BoardError, BodyError, ...)."""
+    profile = None if has_profile else compose_profile(key, name, board=board, now_ms=now_ms)
+    made = make(now_ms)
+    if made.author != key.public_key or made.board != board or made.kind not in posts.ACTION_KINDS:
+        raise ValueError("compose_object: make() must sign a collective-action object on the board with the key")
+    return Draft(made, profile)
+
+
 def compose_retraction(key: SigningKey, target: Target, *, now_ms: int) -> Post:
     """Sign the retraction of ``target``, dated no earlier than ``target`` itself.
 
@@ -242,6 +256,17 @@ class StoreAuthor:
         """
         draft = compose_post(key, name, board=board, body=body, now_ms=now_ms, parent=parent,
                              has_profile=has_profile_on(self.store, key.public_key, board))
+        result = self.store.ingest(draft.batch, source=self.source, now_ms=now_ms)
+        _check_stored(draft.post, result.rejected)
+        return draft
+
+    def publish(self, key: SigningKey, name: str, make: Callable[[int], Post], *, board: str,
+                now_ms: int) -> Draft:
+        """Sign and store a collective-action object (and the pseudonym's profile on a board
+        where it has none); see :func:`compose_object`.  Raises NotStoredError,
+        StorageFullError, or what ``make`` raises."""
+        draft = compose_object(key, name, make, board=board, now_ms=now_ms,
+                               has_profile=has_profile_on(self.store, key.public_key, board))
         result = self.store.ingest(draft.batch, source=self.source, now_ms=now_ms)
         _check_stored(draft.post, result.rejected)
         return draft

@@ -44,6 +44,7 @@ from .cli_common import when as _when
 from .cli_ids import id_group, pseudonym_json
 from .cli_mirror import MIRROR_COMMANDS
 from .cli_moderation import MODERATION_COMMANDS, status_lines
+from .cli_organizing import ORGANIZING_COMMANDS
 from .config import Config, ConfigError, DataDir, default_data_dir, normalize_peer_url
 from .keys import KeyStoreError
 from .store import Store, StoreError
@@ -537,7 +538,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
-for _command in (id_group, *MIRROR_COMMANDS, *MODERATION_COMMANDS):
+for _command in (id_group, *MIRROR_COMMANDS, *MODERATION_COMMANDS, *ORGANIZING_COMMANDS):
     cli.add_command(_command)
 add_data_dir_options(cli)
 

@@ -259,6 +259,13 @@ TABLE: tuple[Limit, ...] = (
     # Node: transport: proxy, TLS and onion services (node/sync.py, node/listeners.py; docs/privacy.md).
     # Node: origin privacy of new posts (protocol/gossip.py; docs/privacy.md).
     # Node: member UI flows: first steps, peers, replies and unread marks (node/web/).
+    # Node: collective action (node/store/organizing.py; docs/organizing.md).
+    Limit("max_tally_objects", 100_000, "objects",
+          "objects of one kind on one board (or children of one letter, pledge or report) read for one count",
+          scope="node",
+          why="A count is made when a page asks for it; a board flooded with reports or signatures cannot make "
+              "one page read the whole board.  A campaign's letter gathers thousands of signatures, not "
+              "hundreds of thousands; past the bound the page says the figures are lower bounds."),
     # Node: search, accessibility and the static copy (node/store/search.py, node/web/, node/publish.py).
 )
 
@@ -354,3 +361,4 @@ MAX_STATEMENTS_PER_BOARD = by_name("max_statements_per_board")
 MAX_OBJECT_FIELDS = by_name("max_object_fields")
 MAX_FIELD_CHARS = by_name("max_field_chars")
 MAX_PLEDGE_THRESHOLD = by_name("max_pledge_threshold")
+MAX_TALLY_OBJECTS = by_name("max_tally_objects")

@@ -21,6 +21,7 @@ each, all on the same connection:
 * :mod:`.queries` -- reads of posts, boards and threads, key and row streams, the change feed;
 * :mod:`.search` -- full-text search and its index;
 * :mod:`.peers` -- peers, local pseudonyms and meta;
+* :mod:`.organizing` -- reports, letters, pledges, pins and translations as this node counts them;
 * :mod:`.rows` -- the values handed out, and the errors.
 
 **Another process may write the same file** (the ``dazibao post`` command while the node runs);
@@ -45,6 +46,7 @@ from .ingest import (
     IngestRoom,
 )
 from .moderation import MODERATOR_SOURCES
+from .organizing import OrganizingRoom
 from .peers import PEER_SOURCES, PeersRoom
 from .queries import QueryRoom
 from .refusals import POLICY_CODES
@@ -103,7 +105,7 @@ __all__ = [
 ]
 
 
-class Store(IngestRoom, QueryRoom, PeersRoom):
+class Store(IngestRoom, QueryRoom, PeersRoom, OrganizingRoom):
     """A node's SQLite database.  See the package docstring for the rules it keeps.
 
     ``Store(path)`` opens (creating it with mode 0600 if needed) and migrates the file;
