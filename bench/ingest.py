@@ -7,8 +7,10 @@ compared with two baselines measured in the same run on the same posts:
 * the raw single-core Ed25519 verify rate (libsodium, the node's verifier);
 * the raw ``executemany`` insert rate of the same rows into a bare SQLite table (WAL).
 
-Measured on a fresh store, and on a store already holding ``prefill`` posts (500,000; quick:
-50,000).  The full run also reports the resident memory of a node holding 1,000,000 posts.
+The verify baseline of each node figure is measured again right before and after it (the load of a
+shared machine changes during a run).  Measured on a fresh store, and on a store already holding
+``prefill`` posts (500,000; quick: 50,000).  The full run also reports the resident memory of a
+node holding 1,000,000 posts.
 """
 
 from __future__ import annotations
@@ -165,10 +167,15 @@ def main(quick: bool) -> dict[str, float]:
         fresh = folder / "fresh"
         fresh.mkdir()
         with NodeUnderTest(fresh) as node:
+            before = raw_verify_rate(sample[:2_000])
             rate = asyncio.run(push_all(node.url, sample))
+            # The machine's load changes during a run: the baseline of each figure is measured
+            # right before and right after it, with the node idle, and averaged.
+            verify = (before + raw_verify_rate(sample[:2_000])) / 2
         print(f"  node, fresh store                       {rate:10.0f} posts/s  "
-              f"= {rate / verify:.2f} x verify, {rate / insert:.3f} x insert")
-        result.update(fresh_posts_per_s=round(rate, 1), ratio_fresh_to_verify=round(rate / verify, 3),
+              f"= {rate / verify:.2f} x verify ({verify:.0f}/s around it), {rate / insert:.3f} x insert")
+        result.update(fresh_posts_per_s=round(rate, 1), fresh_verify_per_s=round(verify, 1),
+                      ratio_fresh_to_verify=round(rate / verify, 3),
                       ratio_fresh_to_insert=round(rate / insert, 4))
 
         full = folder / "full"
@@ -177,11 +184,15 @@ def main(quick: bool) -> dict[str, float]:
         prefill(full, n_prefill, 1000)
         print(f"  prefilled {n_prefill} posts in {time.perf_counter() - t:.0f} s")
         with NodeUnderTest(full) as node:
+            before = raw_verify_rate(sample[:2_000])
             rate = asyncio.run(push_all(node.url, sample))
             rss = node.rss_mib()
+            verify = (before + raw_verify_rate(sample[:2_000])) / 2
         print(f"  node, store holding {n_prefill:>7}            {rate:10.0f} posts/s  "
-              f"= {rate / verify:.2f} x verify, {rate / insert:.3f} x insert; resident {rss:.0f} MiB")
+              f"= {rate / verify:.2f} x verify ({verify:.0f}/s around it), {rate / insert:.3f} x insert; "
+              f"resident {rss:.0f} MiB")
         result.update(prefilled_posts=n_prefill, prefilled_posts_per_s=round(rate, 1),
+                      prefilled_verify_per_s=round(verify, 1),
                       ratio_prefilled_to_verify=round(rate / verify, 3),
                       ratio_prefilled_to_insert=round(rate / insert, 4),
                       rss_mib_prefilled=round(rss, 1))
@@ -193,5 +204,5 @@ def main(quick: bool) -> dict[str, float]:
                 rss = node.rss_mib()
             print(f"  resident memory of a node holding 1,000,000 posts: {rss:.0f} MiB")
             result["rss_mib_1m_posts"] = round(rss, 1)
-    print("  target: fresh and prefilled >= 0.6 x raw single-core verify")
+    print("  target: fresh and prefilled >= 0.7 x raw single-core verify")
     return result

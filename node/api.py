@@ -24,6 +24,7 @@ from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 
 from . import __version__
 from .listeners import client_key, subnet_key
+from .pushes import PushBatcher
 from .service import NodeCore
 from .store import BoardInfo, StorageFullError, Store
 
@@ -155,8 +156,8 @@ def _msgpack(data: bytes) -> web.Response:
     return web.Response(body=data, content_type=MSGPACK)
 
 
-#: Seconds the board list of ``GET /v1/info`` is reused: peers ask at every sync, and grouping a
-#: large store by board is not free.
+#: Seconds the board list of ``GET /v1/info`` is reused: peers ask at every sync (it reads one
+#: short page of the maintained board table, but need not even do that each time).
 INFO_CACHE_S = 5.0
 
 
@@ -179,11 +180,22 @@ class _InfoBoards:
         async with self._lock:
             now = asyncio.get_running_loop().time()
             if self.at is None or now - self.at > INFO_CACHE_S:
-                rows = await core.db.call(Store.boards)
+                rows = await core.reads.call(_info_rows, core.boards)
                 self.value = _choose_boards(core.boards, rows)
                 self._names = frozenset(self.value[0])
                 self.at = asyncio.get_running_loop().time()
             return self.value
+
+
+def _info_rows(store: Store, configured: Collection[str]) -> list[BoardInfo]:
+    """The boards :func:`_choose_boards` needs to see, with their newest activity: none when
+    the configured boards fit, else at most max_info_boards + 1 of the most recently active
+    (of the configured ones, if any).  Reads that many rows of the maintained board table,
+    however many posts and boards the store holds."""
+    if configured and len(configured) <= limits.MAX_INFO_BOARDS:
+        return []
+    count = len(configured) if configured else limits.MAX_INFO_BOARDS + 1
+    return [BoardInfo(b, 0, t) for b, t in store.active_boards(count, configured or None)]
 
 
 def _choose_boards(configured: Collection[str], rows: Iterable[BoardInfo]) -> tuple[list[str], bool]:
@@ -265,11 +277,13 @@ async def fetch(request: web.Request) -> web.Response:
     PostBatch); the asker fetches the rest again."""
     core = request.app[CORE]
     wanted = messages.decode_ids(await _body(request), "fetch request")
-    ids = list(wanted.ids)
+    # A post held in stem state is answered as one not held: until it is fluffed, nobody but
+    # its stem may learn that this node has it (docs/gossip.md, "Stem, then fluff").
+    ids = [i for i in wanted.ids if i not in core.stem_held]
     raws: list[bytes] = []
     size = 0
     for i in range(0, len(ids), FETCH_SLICE):
-        for raw in await core.db.call(Store.get_raw, ids[i : i + FETCH_SLICE]):
+        for raw in await core.reads.call(Store.get_raw, ids[i : i + FETCH_SLICE]):
             raws.append(raw)
             size += len(raw)
         if size >= limits.MAX_FETCH_ANSWER_BYTES or len(raws) >= limits.MAX_POSTS_PER_BATCH:
@@ -290,9 +304,17 @@ async def push(request: web.Request) -> web.Response:
     raws = batch.posts
     # Each post is checked on its own, so one bad post never refuses the others
     # (docs/protocol.md, "POST /v1/posts"), and every refusal names its place in the batch.
-    good, bad = await core.verify(raws)
+    # Checked and stored together with the pushes that arrive at the same moment (node/pushes.py),
+    # answered once stored, each exactly as if it had been handled alone.
+    if request.query.get("stem") == "1" or request.app[GOSSIP_STEM]:
+        # The gossip policy hears of a stem push (docs/protocol.md, "POST /v1/posts") before its
+        # posts are stored, and of an ordinary one as a sign that they are being fluffed.
+        claimed = declared_peer(request)
+        request.app[GOSSIP].pushed(None if claimed == "peer" else claimed, client_key(request.remote or ""),
+                                   [i for i in map(posts.refused_id, raws) if i is not None],
+                                   request.query.get("stem") == "1")
+    good, bad, report = await request.app[PUSHES].push(raws, declared_peer(request))
     checked, refused = _place(raws, good, bad)
-    report = await core.ingest_checked([post for _, post in checked], source=request.remote or "peer")
     places: dict[bytes, list[int]] = {}
     for i, post in checked:
         places.setdefault(post.id, []).append(i)
@@ -351,6 +373,8 @@ async def announce(request: web.Request) -> web.Response:
     refused = await core.db.call(Store.refusals, ids)
     missing = [i for i in ids if i not in have and i not in gone and i not in refused]
     peer = request.headers.get(PEER_HEADER)
+    if request.app[GOSSIP_STEM]:
+        request.app[GOSSIP].heard(ids)
     return _msgpack(messages.encode_ids(request.app[GOSSIP].announced(peer, missing)))
 
 
@@ -367,6 +391,12 @@ class GossipHooks(Protocol):
     def inbound(self, url: str) -> None:
         """A caller says it is reachable at ``url`` (untrusted)."""
 
+    def pushed(self, peer: str | None, client: str, ids: Sequence[bytes], stem: bool) -> None:
+        """A caller pushes posts with these ids, marked as stem or not, before they are stored."""
+
+    def heard(self, ids: Sequence[bytes]) -> None:
+        """A caller announced ``ids``."""
+
 
 class _OwnGossip:
     """The policy of an API served on its own (tests, tools): no peers, only the in-flight set."""
@@ -382,8 +412,18 @@ class _OwnGossip:
     def inbound(self, url: str) -> None:
         pass
 
+    def pushed(self, peer: str | None, client: str, ids: Sequence[bytes], stem: bool) -> None:
+        pass
+
+    def heard(self, ids: Sequence[bytes]) -> None:
+        pass
+
 
 GOSSIP = web.AppKey("gossip", GossipHooks)
+#: Whether this node sends posts along a stem (the ``stem`` setting): only then does its policy
+#: hear of every push and announcement.
+GOSSIP_STEM = web.AppKey("gossip_stem", bool)
+PUSHES = web.AppKey("pushes", PushBatcher)
 
 
 @web.middleware
@@ -397,6 +437,20 @@ async def inbound_middleware(request: web.Request, handler: Handler) -> web.Stre
         if url:
             request.app[GOSSIP].inbound(url)
     return resp
+
+
+def declared_peer(request: web.Request) -> str:
+    """What a pushed post's source is recorded as: the caller's own gossip URL as it declared it
+    (``Dazibao-Peer``, checked like any learned URL), so that the post is not announced back to
+    it; ``peer`` when it declared none.  Never the address the request came from: the store
+    keeps no caller's IP address (docs/privacy.md)."""
+    claimed = callback_url(request.headers.get(PEER_HEADER, "")[:512], request.remote or "")
+    if claimed:
+        try:
+            return peer_policy.normalize_peer_url(claimed)
+        except RemoteProtocolError:
+            pass
+    return "peer"
 
 
 def callback_url(claimed: str, remote: str) -> str:
@@ -419,6 +473,7 @@ def make_gossip_app(core: NodeCore, hooks: GossipHooks | None = None) -> web.App
                           middlewares=[errors_middleware, inbound_middleware])
     app[CORE] = core
     app[GOSSIP] = hooks if hooks is not None else _OwnGossip(core)
+    app[GOSSIP_STEM] = hooks is not None and getattr(core.config, "stem", False)
     app[LIMITER] = RateLimiter()
     app[INFO_BOARDS] = boards = _InfoBoards()
     core.on_new_posts.append(boards.on_new_posts)
@@ -428,6 +483,12 @@ def make_gossip_app(core: NodeCore, hooks: GossipHooks | None = None) -> web.App
             core.on_new_posts.remove(boards.on_new_posts)
 
     app.on_cleanup.append(forget)
+    app[PUSHES] = pushes = PushBatcher(core)
+
+    async def finish_pushes(_app: web.Application) -> None:
+        await pushes.drain()
+
+    app.on_shutdown.append(finish_pushes)
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/peers", peer_list)
     app.router.add_post("/v1/reconcile", reconcile_round)

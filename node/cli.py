@@ -45,6 +45,7 @@ from .cli_ids import id_group, pseudonym_json
 from .cli_mirror import MIRROR_COMMANDS
 from .cli_moderation import MODERATION_COMMANDS, status_lines
 from .cli_organizing import ORGANIZING_COMMANDS
+from .cli_transport import TRANSPORT_COMMANDS
 from .config import Config, ConfigError, DataDir, default_data_dir, normalize_peer_url
 from .keys import KeyStoreError
 from .store import Store, StoreError
@@ -112,13 +113,14 @@ def init(ctx: Context, name: str, passphrase_file: str | None, as_json: bool) ->
 def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: tuple[str, ...]) -> None:
     """Start the node: gossip API and member web UI, until Ctrl-C."""
     from .server import AlreadyRunningError, run_node
+    from .transport import TlsFilesError
 
     if ctx.data.create():
         click.echo(f"created data folder {ctx.data.root}")
     config = ctx.config(gossip_listen=gossip_listen, ui_listen=ui_listen)
     if peers:
         try:
-            extra = tuple(normalize_peer_url(p) for p in peers)
+            extra = tuple(normalize_peer_url(p, proxy=config.proxy) for p in peers)
         except ConfigError as exc:
             raise _fail(str(exc)) from None
         from dataclasses import replace
@@ -133,7 +135,7 @@ def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: t
     install_log_guard()
     try:
         asyncio.run(run_node(ctx.data, config))
-    except AlreadyRunningError as exc:
+    except (AlreadyRunningError, TlsFilesError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot start the node: {exc.strerror or exc}") from None
@@ -303,9 +305,9 @@ def peers() -> None:
 @json_option
 @pass_ctx
 def peers_add(ctx: Context, url: str, as_json: bool) -> None:
-    """Add a peer by its gossip URL (http://host:port)."""
+    """Add a peer by its gossip URL (http://host:port, https://host:port#spki=PIN)."""
     try:
-        url = normalize_peer_url(url)
+        url = normalize_peer_url(url, proxy=ctx.config().proxy)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     store = ctx.store()
@@ -459,11 +461,11 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
     from .sync import PeerError
 
     ctx.require_init()
+    config = ctx.config()
     try:
-        url = normalize_peer_url(url)
+        url = normalize_peer_url(url, proxy=config.proxy)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    config = ctx.config()
     if boards_:
         store = ctx.store()
         try:
@@ -494,13 +496,13 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
 async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, show_progress: bool) -> SyncReport:
     import random
 
-    import aiohttp
     from tqdm import tqdm
 
     from dazibao.protocol import gossip
 
     from .service import NodeCore
     from .sync import PeerClient, PeerError, sync_with
+    from .transport import open_session, parse_proxy
 
     core = NodeCore(data, config)
     bars: dict[str, tqdm[Any]] = {}
@@ -516,10 +518,13 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
 
     await core.open()
     try:
-        # PeerClient bounds every request in time and size and never follows a redirect.
-        async with aiohttp.ClientSession() as session:
+        # PeerClient bounds every request in time and size and never follows a redirect; the
+        # session goes through the proxy setting, as the running node's do (node/transport.py).
+        proxy = parse_proxy(config.proxy) if config.proxy else None
+        async with open_session(proxy) as session:
             try:
-                report = await sync_with(core, PeerClient(session, url), boards=boards or None, progress=progress)
+                client = PeerClient(session, url, proxied=proxy is not None)
+                report = await sync_with(core, client, boards=boards or None, progress=progress)
             except PeerError as exc:
                 # A known peer that fails here is backed off as the running node would do.
                 rows = {row.url: row for row in await core.db.call(Store.list_peers)}
@@ -538,7 +543,7 @@ async def _sync(data: DataDir, config: Config, url: str, boards: list[str], *, s
         await core.close()
 
 
-for _command in (id_group, *MIRROR_COMMANDS, *MODERATION_COMMANDS, *ORGANIZING_COMMANDS):
+for _command in (id_group, *MIRROR_COMMANDS, *MODERATION_COMMANDS, *TRANSPORT_COMMANDS, *ORGANIZING_COMMANDS):
     cli.add_command(_command)
 add_data_dir_options(cli)
 

@@ -235,9 +235,11 @@ async def _import(data: DataDir, config: Config, files: list[Path], progress: Ca
               help="A board to publish (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write: new, empty, or a previous `dazibao publish` output.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default=None,
+              help="The copy's language: en or zh (Simplified Chinese); default: the publish_language setting.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
-def publish_cmd(ctx: Context, boards: tuple[str, ...], out_dir: Path, as_json: bool) -> None:
+def publish_cmd(ctx: Context, boards: tuple[str, ...], out_dir: Path, lang: str | None, as_json: bool) -> None:
     """Write a static, read-only HTML copy of boards, with their bundle beside it.
 
     The folder works from any static web host or straight from a disk: relative links, no
@@ -249,17 +251,18 @@ def publish_cmd(ctx: Context, boards: tuple[str, ...], out_dir: Path, as_json: b
     \b
     Examples:
       dazibao publish --board labor --out site/
-      dazibao publish --board labor --board 劳动法 --out /var/www/mirror
+      dazibao publish --board labor --board 劳动法 --out /var/www/mirror --lang zh
     """
     from .publish import PublishError, publish
     from .store import StoreError
 
     ctx.require_init()
+    language = lang or ctx.config().publish_language
     store = ctx.store()
     try:
         warn_unknown_boards(store, boards)
         with _bar(_show_progress(as_json), unit="page", desc="publish") as bar:
-            report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=_advance(bar))
+            report = publish(store, out_dir, list(boards), now_ms=_now_ms(), progress=_advance(bar), lang=language)
     except (PublishError, StoreError) as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -20,6 +20,8 @@ from dazibao.protocol import limits, peers
 from dazibao.protocol.errors import BoardError
 from dazibao.protocol.posts import check_board
 
+from .transport import ProxyError, parse_proxy
+
 __all__ = [
     "ConfigError",
     "Setting",
@@ -55,6 +57,9 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds without activity after which the web UI locks the pseudonyms unlocked in it (15 minutes)."),
     Setting("ui_language", "",
             "language of the web UI: en or zh-Hans; empty: the browser's preferred language."),
+    Setting("publish_language", "en",
+            "language of the static copies `dazibao publish` writes: en or zh (Simplified Chinese); "
+            "`dazibao publish --lang` overrides it."),
     Setting("public_view_listen", "",
             "host:port of a read-only public web view of the posts (mirrors; e.g. 0.0.0.0:8080); empty: off."),
     Setting("public_view_hosts", [],
@@ -81,6 +86,15 @@ SETTINGS: tuple[Setting, ...] = (
             "their posts without it are refused with pow_required. Absent: none."),
     Setting("sync_interval_s", 30, "mean seconds between two anti-entropy syncs with a random peer (jittered)."),
     Setting("push_fanout", 3, "how many peers a fresh post is announced to at once."),
+    Setting("stem", True,
+            "send this node's new posts (and those relayed on a stem) to one peer at a time before they are "
+            "announced, so that the first peers to hear a post cannot tell which node wrote it (Dandelion++)."),
+    Setting("origin_delay_s", 0,
+            "most seconds of random delay before each stem hop this node makes, its own posts and relayed "
+            "ones alike; 0: none. Less than stem_fluff_timeout_s."),
+    Setting("stem_fluff_timeout_s", limits.STEM_FLUFF_TIMEOUT_S,
+            "seconds (times 1 to 2) after which a post in stem state that was not heard fluffed is announced "
+            "by this node itself, so that a stem peer that drops it loses nothing."),
     Setting("peer_exchange", True, "learn peers from peers (and tell peers about this node's peers)."),
     Setting("max_peers", 64, "most peers remembered; the least healthy are forgotten first."),
     Setting("max_store_bytes", 8_589_934_592,
@@ -88,6 +102,16 @@ SETTINGS: tuple[Setting, ...] = (
             "and the node keeps serving reads. 0: no cap but the disk."),
     Setting("allow_private_peers", False,
             "accept loopback and private-network addresses learned from other nodes (tests, LANs)."),
+    Setting("proxy", "",
+            "proxy for every connection to peers: socks5h://127.0.0.1:9050 for Tor, or any socks5h://, "
+            "socks5:// or http:// proxy; peer names are then resolved by the proxy, never here. "
+            "Needed for .onion peers. Empty: connect directly."),
+    Setting("proxy_only", False,
+            "refuse to start without a proxy: the node never connects to a peer directly."),
+    Setting("tls_cert", "",
+            "PEM certificate (chain) file: the gossip API is served over HTTPS with it (and tls_key). "
+            "A relative path is read from the data folder. Empty: plain HTTP."),
+    Setting("tls_key", "", "PEM private key file of tls_cert."),
     Setting("log_level", "info", "one of debug, info, warning, error."),
 )
 
@@ -128,6 +152,7 @@ class Config:
     ui_listen: str = "127.0.0.1:7471"
     ui_idle_lock_s: int = 900
     ui_language: str = ""
+    publish_language: str = "en"
     public_view_listen: str = ""
     public_view_hosts: tuple[str, ...] = ()
     public_url: str = ""
@@ -135,10 +160,17 @@ class Config:
     boards: tuple[str, ...] = ()
     sync_interval_s: int = 30
     push_fanout: int = 3
+    stem: bool = True
+    origin_delay_s: int = 0
+    stem_fluff_timeout_s: int = limits.STEM_FLUFF_TIMEOUT_S
     peer_exchange: bool = True
     max_peers: int = 64
     max_store_bytes: int = 8_589_934_592
     allow_private_peers: bool = False
+    proxy: str = ""
+    proxy_only: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
     log_level: str = "info"
     retention_days: Mapping[str, int] = field(default_factory=dict)
     #: board -> public keys (32 bytes each) of the moderators followed there.
@@ -225,12 +257,16 @@ def parse_listen(value: str, what: str) -> tuple[str, int]:
     return host, number
 
 
-def normalize_peer_url(url: str) -> str:
-    """Check and normalize a peer's gossip URL to ``scheme://host:port``.  Raises ConfigError."""
+def normalize_peer_url(url: str, *, proxy: str | None = None) -> str:
+    """Check and normalize a peer's gossip URL to ``scheme://host:port`` (``#spki=PIN`` kept).
+    With ``proxy`` given (the node's proxy setting, "" for none), a ``.onion`` URL is refused
+    unless there is a proxy.  Raises ConfigError."""
     try:
-        return peers.normalize_peer_url(url)
+        if proxy is None:
+            return peers.normalize_peer_url(url)
+        return peers.check_transport(url, proxy=bool(proxy))
     except peers.PeerAddressError as exc:
-        raise ConfigError(exc.message) from None
+        raise ConfigError(f"{exc.message} [{exc.code}]") from None
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -364,7 +400,18 @@ def _validate(cfg: Config) -> Config:
         if view_port and cfg.public_view_listen in (cfg.ui_listen, cfg.gossip_listen):
             raise ConfigError("public_view_listen must be a listener of its own, not ui_listen or gossip_listen")
     public_view_hosts = tuple(_view_host(h) for h in cfg.public_view_hosts)
-    peers = tuple(normalize_peer_url(p) for p in cfg.peers)
+    if cfg.proxy:
+        try:
+            parse_proxy(cfg.proxy)
+        except ProxyError as exc:
+            raise ConfigError(f"proxy: {exc}") from None
+    elif cfg.proxy_only:
+        raise ConfigError("proxy_only is set but proxy is empty: set proxy (socks5h://127.0.0.1:9050 for Tor), "
+                          "or unset proxy_only to allow direct connections")
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: set both to serve HTTPS, or neither")
+    peers = tuple(normalize_peer_url(p, proxy=cfg.proxy) for p in cfg.peers)
+    # This node's own address may be an onion service without a proxy: peers call it, not it.
     public_url = normalize_peer_url(cfg.public_url) if cfg.public_url else ""
     for board in cfg.boards:
         try:
@@ -377,10 +424,17 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("ui_idle_lock_s must be at least 1")
     if cfg.ui_language not in ("", "en", "zh-Hans"):
         raise ConfigError("ui_language must be en, zh-Hans or empty (the browser's language)")
+    if cfg.publish_language not in ("en", "zh"):
+        raise ConfigError("publish_language must be en or zh")
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be one of debug, info, warning, error")
     if cfg.max_peers < 1:
         raise ConfigError("max_peers must be at least 1")
+    if cfg.stem_fluff_timeout_s < 1:
+        raise ConfigError("stem_fluff_timeout_s must be at least 1")
+    if cfg.origin_delay_s >= cfg.stem_fluff_timeout_s:
+        raise ConfigError("origin_delay_s must be less than stem_fluff_timeout_s, or every stem would be "
+                          "fluffed by the timer")
     return replace(cfg, peers=peers, public_url=public_url, public_view_hosts=public_view_hosts)
 
 

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,8 @@ from aiohttp.web_protocol import RequestHandler
 from dazibao.protocol import limits
 
 __all__ = [
+    "url_of",
+    "is_loopback",
     "client_key",
     "subnet_key",
     "Guard",
@@ -402,8 +405,9 @@ class GuardedHandler(RequestHandler):
 class GuardedSite(web.TCPSite):
     """A TCP site whose connections are handled by :class:`GuardedHandler` under ``guard``."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, guard: Guard | None = None) -> None:
-        super().__init__(runner, host, port)
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, guard: Guard | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self.guard = guard or Guard()
 
     async def start(self) -> None:
@@ -420,8 +424,13 @@ class GuardedSite(web.TCPSite):
         def factory() -> GuardedHandler:
             return GuardedHandler(guard, server, loop=loop, **kwargs)
 
+        # With TLS, the guard sees a connection once its handshake is done; a client that never
+        # finishes one is dropped after tls_handshake_timeout_s (docs/security.md, "Limits").
+        tls: dict[str, Any] = {}
+        if self._ssl_context is not None:
+            tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": limits.TLS_HANDSHAKE_TIMEOUT_S}
         self._server = await loop.create_server(factory, self._host, self._port, backlog=self._backlog,
-                                                reuse_address=self._reuse_address)
+                                                reuse_address=self._reuse_address, **tls)
         if self._server.sockets:
             self._bound_port = self._server.sockets[0].getsockname()[1]
         guard.start()
@@ -438,12 +447,13 @@ def make_runner(app: web.Application) -> web.AppRunner:
                          lingering_time=_LINGER_S, logger=HTTP_LOG)
 
 
-async def start_listener(runner: web.AppRunner, host: str, port: int, *, guard: Guard | None = None) -> GuardedSite:
-    """Set up ``runner`` (if needed) and serve it on ``host:port`` behind a Guard.  Raises
-    OSError when the address cannot be bound."""
+async def start_listener(runner: web.AppRunner, host: str, port: int, *, guard: Guard | None = None,
+                         ssl_context: ssl.SSLContext | None = None) -> GuardedSite:
+    """Set up ``runner`` (if needed) and serve it on ``host:port`` behind a Guard, over TLS with
+    ``ssl_context``.  Raises OSError when the address cannot be bound."""
     if runner.server is None:
         await runner.setup()
-    site = GuardedSite(runner, host, port, guard=guard)
+    site = GuardedSite(runner, host, port, guard=guard, ssl_context=ssl_context)
     await site.start()
     return site
 
@@ -507,3 +517,20 @@ def install_log_guard() -> None:
         logger = logging.getLogger(name)
         if _LOG_FILTER not in logger.filters:
             logger.addFilter(_LOG_FILTER)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address literal) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_of(runner: web.AppRunner, *, https: bool = False) -> str:
+    """The URL a started listener is reached at (its first bound address)."""
+    bound = runner.addresses[0]
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return f"{'https' if https else 'http'}://{shown}:{bound[1]}"

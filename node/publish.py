@@ -2,9 +2,13 @@
 
 The folder works from any static web host or straight from a disk (``file://``): every link is
 relative, there is no script, and nothing is requested from anywhere but the folder itself (a
-Content-Security-Policy meta tag allows only the local stylesheet).  Post bodies are shown as
-escaped plain text, split into paragraphs and lines.  Every post shows its author's fingerprint
-and its id; the index page says how to check the copy by importing the bundle into a node.
+Content-Security-Policy meta tag allows only the local stylesheet).  It shows what the public
+view shows: post bodies in the same formatting subset, rendered and sanitized by the one
+renderer of the web UI (node/web/render.py), and each author's published name (as the public
+view resolves it: the latest profile post, marked when another key uses the same name) beside
+the fingerprint.  Every post shows its id; the index page says how to check the copy by
+importing the bundle into a node.  The copy's words are English or Chinese (``lang``, see
+node/publish_text.py); each body is marked ``lang="zh"`` when it is Chinese text.
 
 Files, all in the one folder (flat, so that relative links never need ``../``)::
 
@@ -41,12 +45,16 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from dazibao.protocol import identity, posts
+from dazibao.protocol import posts
 from dazibao.protocol.errors import RemoteProtocolError
 
 from . import __version__
 from .bundles import BundleFileError, export_bundle
+from .publish_text import LANGUAGES, callables
 from .store import PostRow, Store
+from .web import textlang
+from .web.authors import AuthorView, read_author_views
+from .web.render import render_body, title_of
 
 __all__ = ["PublishError", "PublishReport", "publish", "board_slug", "MANIFEST_NAME", "BUNDLE_NAME"]
 
@@ -140,7 +148,7 @@ def _when(ms: int) -> _When:
     return _When(moment.strftime("%Y-%m-%dT%H:%M:%SZ"), moment.strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def _environment() -> jinja2.Environment:
+def _environment(lang: str) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         autoescape=True,
@@ -148,8 +156,15 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    gettext, ngettext = callables(lang)
+    # Added by the i18n extension at run time, so the type stubs do not know it.
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
+    env.filters["body"] = render_body
+    env.filters["langattr"] = textlang.lang_attr
+    env.filters["num"] = textlang.number
     return env
 
 
@@ -227,10 +242,10 @@ def _light(row: PostRow) -> PostRow:
                    _excerpt(row.body), b"", row.received_at_ms, row.source)
 
 
-def _post_view(row: PostRow, here: set[bytes]) -> dict[str, Any]:
+def _post_view(row: PostRow, here: set[bytes], author: AuthorView) -> dict[str, Any]:
     when = _when(row.created_at_ms)
     return {
-        "id": row.id.hex(), "kind": row.kind, "fingerprint": identity.fingerprint(row.author),
+        "id": row.id.hex(), "kind": row.kind, "author": author,
         "iso": when.iso, "when": when.text, "body": row.body,
         "parent": row.parent.hex() if row.parent else None, "parent_here": row.parent in here,
     }
@@ -328,13 +343,16 @@ class _Folder:
 
 
 def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, bundle_id: bytes | None = None,
-            progress: Callable[[int], None] | None = None, lang: str = "und") -> PublishReport:
+            progress: Callable[[int], None] | None = None, lang: str = "en") -> PublishReport:
     """Write (or update) the static copy of ``boards`` in ``out_dir``.  See the module docstring.
 
-    ``progress`` is called with 1 per page written.  Raises PublishError for a board name that
-    breaks the board-name rule, a folder that is not empty and not a previous copy, or a file
-    that cannot be written; StoreError for the database.
+    ``lang`` is the copy's language: ``en`` or ``zh`` (Simplified Chinese).  ``progress`` is
+    called with 1 per page written.  Raises PublishError for an unknown language, a board name
+    that breaks the board-name rule, a folder that is not empty and not a previous copy, or a
+    file that cannot be written; StoreError for the database.
     """
+    if lang not in LANGUAGES:
+        raise PublishError(f"unknown language {lang!r}: use one of {', '.join(LANGUAGES)}")
     if not boards:
         raise PublishError("name at least one board to publish")
     chosen: list[str] = []
@@ -347,16 +365,17 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
             chosen.append(board)
     folder = _Folder(out_dir)
     folder.prepare()
-    env = _environment()
+    env = _environment(lang)
     generated = _when(now_ms)
     common = {"csp": Markup(CSP), "version": __version__, "generated": generated, "bundle_name": BUNDLE_NAME,
-              "lang": lang}
+              "lang": LANGUAGES[lang]}
 
     def tick() -> None:
         if progress is not None:
             progress(1)
 
     with store.snapshot():
+        authors = read_author_views(store)
         models = [_model_board(store, board) for board in chosen]
         planned = {"index.html", STYLE_NAME, BUNDLE_NAME}
         for model in models:
@@ -374,7 +393,7 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
                 "posts": model.posts, "latest": _when(model.latest_ms) if model.latest_ms is not None else None,
             }
             board_views.append(view)
-            _write_board(store, folder, env, common, model, view, tick)
+            _write_board(store, folder, env, common, model, view, tick, authors)
         try:
             exported = export_bundle(store, out_dir / BUNDLE_NAME, boards=chosen, now_ms=now_ms,
                                      bundle_id=bundle_id, mode=0o644)
@@ -394,7 +413,8 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
 
 
 def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common: dict[str, Any], model: _Board,
-                 board_view: dict[str, Any], tick: Callable[[], None]) -> None:
+                 board_view: dict[str, Any], tick: Callable[[], None],
+                 authors: Callable[[bytes], AuthorView]) -> None:
     board_template = env.get_template("board.html")
     thread_template = env.get_template("thread.html")
     pages = max(1, -(-len(model.threads) // THREADS_PER_PAGE))
@@ -406,7 +426,7 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
             items.append({
                 "href": _thread_page(thread.id),
                 "root": None if root is None else {
-                    "fingerprint": identity.fingerprint(root.author), "id": root.id.hex(),
+                    "author": authors(root.author), "id": root.id.hex(),
                     "iso": _when(root.created_at_ms).iso, "when": _when(root.created_at_ms).text,
                 },
                 "excerpt": root.body if root is not None else thread.first_reply_excerpt,
@@ -434,16 +454,16 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
                 children.setdefault(row.parent, []).append(row)
         ordered: list[dict[str, Any]] = []
         if root_row is not None:
-            ordered.append({"post": _post_view(root_row, here), "depth": 0})
+            ordered.append({"post": _post_view(root_row, here, authors(root_row.author)), "depth": 0})
         # Depth-first, oldest first among siblings; iterative, as a thread may be deep.
         stack = [(child, 1 if root_row is not None else 0) for child in
                  reversed(sorted(children.get(thread.id, []), key=lambda r: (r.created_at_ms, r.id)))]
         while stack:
             row, depth = stack.pop()
-            ordered.append({"post": _post_view(row, here), "depth": min(depth, MAX_DEPTH)})
+            ordered.append({"post": _post_view(row, here, authors(row.author)), "depth": min(depth, MAX_DEPTH)})
             for child in reversed(sorted(children.get(row.id, []), key=lambda r: (r.created_at_ms, r.id))):
                 stack.append((child, depth + 1))
-        title = _excerpt(root_row.body)[:80] if root_row is not None else "replies"
+        title = title_of(root_row.body) if root_row is not None else ""
         html = thread_template.render(common, board=board_view, root=root_row is not None,
                                       thread_id=thread.id.hex(), items=ordered, title=title)
         folder.write(_thread_page(thread.id), html.encode("utf-8"))

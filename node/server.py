@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
 import random
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,11 +31,12 @@ from dazibao.protocol import gossip, limits, messages, peers, posts
 from .api import make_gossip_app
 from .config import Config, DataDir, parse_listen
 from .keys import KeyStore
-from .listeners import make_runner, start_listener
+from .listeners import is_loopback, make_runner, start_listener, url_of
 from .retention import retention_loop
 from .service import NodeCore
 from .store import PeerRow, StorageFullError, Store, StoreError
 from .sync import PeerClient, PeerError, PublicOnlyResolver, sync_with
+from .transport import open_session, parse_proxy, server_ssl_context
 from .web import make_ui_app
 from .web.public import make_public_app
 
@@ -92,32 +94,43 @@ class Node:
         self._wrote_info = False
         self._info_read_only = False
         self.public_view_url = ""
+        #: The posts the policy held in stem state after its last decision: those that left it
+        #: since are fluffed, and join the reconciliation set (NodeCore.release_stems).
+        self._stem_ids: set[bytes] = set()
 
     async def start(self) -> None:
         await self.core.open()
         for url in self.config.peers:
             await self.core.db.call(Store.add_peer, url, "config", self.core.now_ms())
-        self.session = aiohttp.ClientSession()
-        if self.config.allow_private_peers:
+        # Every connection to a peer goes through the proxy when one is set (node/transport.py):
+        # names are then resolved by the proxy, so no resolver of ours runs at all.
+        proxy = parse_proxy(self.config.proxy) if self.config.proxy else None
+        self.session = open_session(proxy)
+        if self.config.allow_private_peers or proxy is not None:
             self.untrusted_session = self.session
         else:
-            self.untrusted_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
-        self.core.on_new_posts.append(lambda new, source: self._push_queue.put_nowait((new, source)))
+            self.untrusted_session = open_session(None, resolver=PublicOnlyResolver())
+        self.core.on_new_posts.append(self._on_new_posts)
         host, port = parse_listen(self.config.gossip_listen, "gossip_listen")
         # Every listener is guarded (node/listeners.py): deadlines, connection and memory caps.
         runner = make_runner(make_gossip_app(self.core, self))
         await runner.setup()
         self._runners.append(runner)
-        await start_listener(runner, host, port)
-        self.gossip_url = _url_of(runner)
+        tls = self._tls_context()
+        await start_listener(runner, host, port, ssl_context=tls)
+        self.gossip_url = url_of(runner, https=tls is not None)
         rows = await self.core.db.call(Store.list_peers)
         self.gossip = gossip.Gossip(
             gossip.GossipConfig(
                 fanout=self.config.push_fanout, sync_interval_ms=int(self.config.sync_interval_s * 1000),
                 peer_exchange=self.config.peer_exchange, max_peers=self.config.max_peers,
-                allow_private=self.config.allow_private_peers, self_urls=frozenset(self._self_urls())),
+                allow_private=self.config.allow_private_peers, self_urls=frozenset(self._self_urls()),
+                stem=self.config.stem, stem_delay_ms=self.config.origin_delay_s * 1000,
+                stem_fluff_timeout_ms=self.config.stem_fluff_timeout_s * 1000),
             self.rng, now=self.core.now_ms(), peers=peer_states(rows), trace=self.trace)
+        # With a stem, this node's own new posts stay out of what it offers in reconciliation
+        # until they are fluffed (docs/gossip.md, "Stem, then fluff").
+        self.core.hold_local = self.config.stem
         await self._start_ui()
         await self._start_public_view()
         self._tasks = [
@@ -133,6 +146,15 @@ class Node:
         self._write_info()
         log.info("gossip API on %s; %d posts; %d peers", self.gossip_url, len(self.core.index),
                  len(await self.peer_urls()))
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The gossip listener's TLS context, if tls_cert and tls_key are set (relative paths
+        are in the data folder).  Raises TlsFilesError."""
+        if not self.config.tls_cert:
+            return None
+        cert = self.data.root / Path(self.config.tls_cert).expanduser()
+        key = self.data.root / Path(self.config.tls_key).expanduser()
+        return server_ssl_context(cert, key)
 
     def _supervised(self, name: str, loop_fn: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Run a background loop; if it fails with a bug, log it with its traceback and start
@@ -160,7 +182,7 @@ class Node:
         await runner.setup()
         self._runners.append(runner)
         await start_listener(runner, host, port)
-        self.ui_url = _url_of(runner) + "/"
+        self.ui_url = url_of(runner) + "/"
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the member web UI listens on %s: anyone who can reach it can read this node", host)
 
@@ -174,7 +196,7 @@ class Node:
         await runner.setup()
         self._runners.append(runner)
         await start_listener(runner, host, port)
-        self.public_view_url = _url_of(runner) + "/"
+        self.public_view_url = url_of(runner) + "/"
         if host in ("0.0.0.0", "::", "") and not self.config.public_view_hosts:
             log.warning("the public view listens on %s but public_view_hosts is empty: it refuses every "
                         "request (421) until public_view_hosts names the host names it is reached by", host)
@@ -241,19 +263,62 @@ class Node:
     def inbound(self, url: str) -> None:
         self.report(gossip.InboundPeer(url))
 
+    def pushed(self, peer: str | None, client: str, ids: Sequence[bytes], stem: bool) -> None:
+        """Posts pushed by a caller, before they are stored: marked as stem (docs/protocol.md,
+        "Dazibao-Stem"), or ordinary ones, which are heard fluffed."""
+        if stem and self.config.stem and self.gossip is not None:
+            # Held before they are stored, so that no reconciliation finds them before they are
+            # fluffed, whichever way they are stored.
+            self.core.hold_offered(ids)
+        self.report(gossip.StemOffered(peer, client, tuple(ids)) if stem else gossip.Heard(tuple(ids)))
+
+    def heard(self, ids: Sequence[bytes]) -> None:
+        """A caller announced ``ids``: they are being fluffed."""
+        self.report(gossip.Heard(tuple(ids)))
+
     def _perform(self, actions: Iterable[gossip.Action]) -> None:
         for action in actions:
             if isinstance(action, gossip.Sync):
                 self._job(self._sync(action.peer), f"sync with {action.peer}")
             elif isinstance(action, gossip.Announce):
                 self._job(self._push(action.peer, action.ids_by_board), f"push to {action.peer}")
+            elif isinstance(action, gossip.StemPush):
+                self._job(self._stem_push(action.peer, action.ids_by_board), f"stem push to {action.peer}")
             elif isinstance(action, gossip.Exchange):
                 self._job(self._exchange(action.peer), f"peer exchange with {action.peer}")
             elif isinstance(action, gossip.Refused):
                 self.core.counters.rejected[action.code] += 1
             elif isinstance(action, (gossip.SavePeer, gossip.PeerOk, gossip.BackOff, gossip.Forget)):
                 self._saves.put_nowait(action)
+        self._release_fluffed()
         self._wake.set()
+
+    def _on_new_posts(self, new: list[posts.Post], source: str | None) -> None:
+        """Freshly stored posts go to the policy.  Those held in stem state (NodeCore.stem_held)
+        go at once, before the store call that stored them returns, so that the policy has
+        decided whether they stay held before any reconciliation can run: a post it does not
+        take as a stem post (no stem peer, a bound reached, the 10 % fluff of a relay) joins
+        the set without delay.  The others go through the push loop, which gathers bursts."""
+        held = {p.id for p in new if p.id in self.core.stem_held}
+        if held and self.gossip is not None:
+            self.report(gossip.NewPosts(_by_board([p for p in new if p.id in held]), source))
+            stems = self.gossip.stems()
+            self.core.release_stems([i for i in held if i not in stems])
+            new = [p for p in new if p.id not in held]
+        if new:
+            self._push_queue.put_nowait((new, source))
+
+    def _release_fluffed(self) -> None:
+        """Let the posts that left stem state at the policy's last decision (fluffed here, heard
+        fluffed, or back on a loop) into the reconciliation set."""
+        if self.gossip is None or not (self._stem_ids or self.core.stem_held):
+            return
+        now = self.gossip.stems().keys()
+        left = self._stem_ids - now
+        self._stem_ids = set(now)
+        if left:
+            self.core.release_stems(left)
+        self.core.release_unstored()
 
     def _job(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         # Each sync, push and exchange runs on its own, bounded by its own timeouts: a peer that
@@ -316,7 +381,17 @@ class Node:
         # A learned peer given as an IP literal never meets the resolver's check: the client
         # checks the literal itself before every request.
         return PeerClient(session, url, public_only=untrusted and not self.config.allow_private_peers,
-                          origin=self._origin_for(url))
+                          origin=self._origin_for(url), proxied=bool(self.config.proxy))
+
+    def peer_client(self, url: str) -> PeerClient:
+        """A client for a peer the member chose (the web UI's "sync now"), on the node's own
+        session: trusted like a configured peer or one added by `dazibao peers add`, whether or
+        not the gossip policy has picked it up yet."""
+        state = self.gossip.peer(url) if self.gossip is not None else None
+        if state is not None and state.source == "pex":
+            return self._client(url)  # learned by peer exchange: as untrusted as anti-entropy treats it
+        assert self.session is not None
+        return PeerClient(self.session, url, origin=self._origin_for(url), proxied=bool(self.config.proxy))
 
     def _origin_for(self, url: str) -> str:
         """What this node sends as its ``Dazibao-Peer`` header to ``url`` (docs/protocol.md).
@@ -329,10 +404,13 @@ class Node:
         """
         if self.config.public_url:
             return self.config.public_url
-        if not self.gossip_url:
+        if not self.gossip_url or self.config.tls_cert or self.config.proxy:
+            # The "*" form names no scheme and no pin: a TLS node gives its public_url instead.
+            # Through a proxy, the address the peer sees is the proxy's (a Tor exit): the form
+            # would be false, and would tell the peer this node's port for nothing.
             return ""
         listen = urlsplit(self.gossip_url)
-        if _is_loopback(listen.hostname or "") and not _is_loopback(urlsplit(url).hostname or ""):
+        if is_loopback(listen.hostname or "") and not is_loopback(urlsplit(url).hostname or ""):
             return ""
         return f"http://*:{listen.port}"
 
@@ -347,10 +425,10 @@ class Node:
             async with asyncio.timeout(limits.PEER_SYNC_TIMEOUT_S):
                 report = await sync_with(self.core, self._client(url))
         except TimeoutError:
-            log.info("sync with %s failed: took longer than %s s", url, limits.PEER_SYNC_TIMEOUT_S)
+            _log_peer("sync failed: took longer than %s s", url, limits.PEER_SYNC_TIMEOUT_S)
             event = gossip.SyncDone(url, f"timeout: sync took longer than {limits.PEER_SYNC_TIMEOUT_S} s")
         except PeerError as exc:
-            log.info("sync with %s failed: %s", url, exc)
+            _log_peer("sync failed: %s", url, exc.code, detail=exc.message)
             event = gossip.SyncDone(url, f"{exc.code}: {exc.message}")
         except StorageFullError:
             # Our disk, not the peer's fault: the store has said so once in the log already.
@@ -361,19 +439,20 @@ class Node:
         except Exception:
             # A bug that a peer's answer reaches must neither end anti-entropy nor let that
             # peer be chosen again at once: log it, and the peer is backed off.
-            log.exception("sync with %s failed unexpectedly", url)
+            log.exception("sync with a peer failed unexpectedly")
+            log.debug("... with peer %s", url)
             event = gossip.SyncDone(url, "internal_error: the sync failed unexpectedly")
         else:
             codes = tuple(code for _, code in report.rejected)
             blamed = gossip.blamed_codes(codes)
             if blamed:
-                log.warning("peer %s sent %d invalid posts", url, len(blamed))
+                _log_peer("a peer sent %d invalid posts", url, len(blamed), level=logging.WARNING)
             if report.received or report.sent:
-                log.info("synced with %s: received %d, sent %d", url, report.received, report.sent)
+                _log_peer("synced: received %d, sent %d", url, report.received, report.sent)
             if report.bad_boards:
                 # Counted like other refused input, so that the status page shows it.
                 self.core.counters.rejected["bad_board"] += report.bad_boards
-                log.info("peer %s lists %d invalid board names (ignored)", url, report.bad_boards)
+                _log_peer("a peer lists %d invalid board names (ignored)", url, report.bad_boards)
             event = gossip.SyncDone(url, received=report.received, rejected=codes)
         self.report(event)
 
@@ -382,13 +461,13 @@ class Node:
         try:
             offered = await self._client(url).peers()
         except PeerError as exc:
-            log.info("peer exchange with %s failed: %s", url, exc)
+            _log_peer("peer exchange failed: %s", url, exc.code, detail=exc.message)
             self.report(gossip.ExchangeDone(url, f"{exc.code}: {exc.message}"))
             return
         known = len(self.gossip.peers()) if self.gossip is not None else 0
         self.report(gossip.ExchangeDone(url, offered=tuple(offered)))
         if self.gossip is not None and len(self.gossip.peers()) > known:
-            log.info("learned %d peers from %s", len(self.gossip.peers()) - known, url)
+            _log_peer("learned %d peers by exchange", url, len(self.gossip.peers()) - known)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -419,10 +498,7 @@ class Node:
             while not self._push_queue.empty():
                 more, _ = self._push_queue.get_nowait()
                 new.extend(more)
-            by_board: dict[str, list[bytes]] = {}
-            for post in new:
-                by_board.setdefault(post.board, []).append(post.id)
-            self.report(gossip.NewPosts(tuple((b, tuple(ids)) for b, ids in by_board.items()), source))
+            self.report(gossip.NewPosts(_by_board(new), source))
 
     async def _push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
         """Announce ids to a peer, board by board, and push the posts it wants."""
@@ -439,30 +515,53 @@ class Node:
         except PeerError as exc:
             # A peer that fails a push (unreachable, a redirect, too slow) is backed off like
             # one that fails a sync, so that the next pushes go to peers that answer.
-            log.info("push to %s failed: %s", url, exc)
+            _log_peer("push failed: %s", url, exc.code, detail=exc.message)
             error = f"{exc.code}: {exc.message}"
         except asyncio.CancelledError:
             raise
         except Exception:
             # This runs as a task of its own: nobody else would see the error.
-            log.exception("push to %s failed unexpectedly", url)
+            log.exception("push to a peer failed unexpectedly")
+            log.debug("... to peer %s", url)
             error = "internal_error: the push failed unexpectedly"
         self.report(gossip.PushDone(url, error))
 
+    async def _stem_push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
+        """Push posts in full to the stem peer, marked as stem (docs/protocol.md, "Dazibao-Stem")."""
+        error: str | None = None
+        try:
+            raws = await self.core.db.call(Store.get_raw, [i for _, ids in ids_by_board for i in ids])
+            client = self._client(url)
+            for posts_batch in messages.post_batches(raws):
+                # The stem marker is a query flag that a node which does not know it ignores:
+                # it then takes the push as an ordinary one and fluffs the posts (safe).
+                await client.push(posts_batch, stem=True)
+        except PeerError as exc:
+            _log_peer("stem push failed: %s", url, exc.code, detail=exc.message)
+            error = f"{exc.code}: {exc.message}"
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stem push to a peer failed unexpectedly")
+            log.debug("... to peer %s", url)
+            error = "internal_error: the stem push failed unexpectedly"
+        self.report(gossip.PushDone(url, error, stem=ids_by_board))
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+
+def _by_board(new: Iterable[posts.Post]) -> gossip.BoardIds:
+    by_board: dict[str, list[bytes]] = {}
+    for post in new:
+        by_board.setdefault(post.board, []).append(post.id)
+    return tuple((b, tuple(ids)) for b, ids in by_board.items())
 
 
-def _url_of(runner: web.AppRunner) -> str:
-    bound = runner.addresses[0]
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    return f"http://{shown}:{bound[1]}"
+def _log_peer(message: str, url: str, *args: object, level: int = logging.INFO, detail: str = "") -> None:
+    """Log what happened with a peer without its address: at info level and above the line
+    names no peer (a seized or shared log must not map who talks to whom, docs/privacy.md);
+    with log_level debug, a second line says which peer and the whole error."""
+    log.log(level, message, *args)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("... with peer %s%s", url, f": {detail}" if detail else "")
 
 
 class AlreadyRunningError(Exception):

@@ -1,6 +1,8 @@
 """The node's core shared by the server and the command line: the store (on its one writer
 thread), the in-memory reconciliation index, and the ingest pipeline that checks posts from
 outside before anything is stored.
+Longer than 600 lines because NodeCore holds the store's threads (the writer and the read pool)
+and the whole ingest pipeline, for one batch and for the coalesced batches of many pushes.
 
 The index holds the node's reconciliation set: its stored posts (of the boards it carries),
 plus the keys of the refusals and purges marked carried (docs/moderation.md).  Posts a node
@@ -16,13 +18,14 @@ import collections
 import functools
 import json
 import logging
+import queue
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from dazibao.protocol import posts
+from dazibao.protocol import gossip, limits, posts
 from dazibao.protocol.errors import RemoteProtocolError
 from dazibao.protocol.keyindex import KeyIndex
 from dazibao.protocol.messages import PushResult
@@ -31,7 +34,7 @@ from .config import Config, DataDir
 from .keys import KeyStore
 from .store import IngestResult, Store, StoreError
 
-__all__ = ["StoreThread", "NodeCore", "IngestReport", "check_batch", "decode_heads", "chosen_boards"]
+__all__ = ["StoreThread", "ReadPool", "NodeCore", "IngestReport", "check_batch", "decode_heads", "chosen_boards"]
 
 log = logging.getLogger("dazibao.node")
 
@@ -93,6 +96,67 @@ class StoreThread:
             await self._run(self._store.close)
             self._store = None
         self._pool.shutdown(wait=True)
+
+
+class ReadPool:
+    """Read-only connections to the store, one per thread of a small pool, for the reads that
+    serve pages: the member UI, the public view and the gossip read endpoints.
+
+    SQLite in WAL mode lets them read beside the one writer, each read seeing the last commit
+    before it began, so a page is not queued behind an ingest batch or a slow query on the
+    store thread, and a slow page holds one connection, not all of them.  Writes stay on the
+    writer (:class:`StoreThread`).  Where a second connection cannot be opened (a private
+    in-memory store, or a store opened exclusively because the disk is full) reads go to the
+    writer instead.
+    """
+
+    def __init__(self, writer: StoreThread, size: int = limits.READ_POOL_CONNECTIONS) -> None:
+        self._writer = writer
+        self._size = size
+        self._pool: ThreadPoolExecutor | None = None
+        # As many connections as threads, so a thread never waits for a free one.
+        self._free: queue.SimpleQueue[Store] = queue.SimpleQueue()
+        self._stores: list[Store] = []
+
+    async def open(self) -> None:
+        """Open the read connections (after the writer, which migrates the file).  If they
+        cannot be opened, says so in the log and reads on the writer: slower, never wrong."""
+        writer = self._writer._store
+        if writer is None or writer.in_memory or writer.exclusive:
+            return
+        try:
+            for _ in range(self._size):
+                store = await asyncio.to_thread(Store, writer.path, read_only=True)
+                self._stores.append(store)
+                self._free.put(store)
+        except StoreError as exc:
+            log.warning("store: no read connections (%s); pages read on the writer", exc)
+            await self.close()
+            self._free = queue.SimpleQueue()
+            return
+        self._pool = ThreadPoolExecutor(max_workers=self._size, thread_name_prefix="dazibao-read")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(store, *args, **kwargs)`` on a read connection; ``fn`` must only read."""
+        if self._pool is None:
+            return await self._writer.call(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(self._with_store, fn, args, kwargs))
+
+    def _with_store(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        store = self._free.get()
+        try:
+            return fn(store, *args, **kwargs)
+        finally:
+            self._free.put(store)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for store in self._stores:
+            store.close()
+        self._stores.clear()
 
 
 def _at_cap(store: Store) -> bool:
@@ -165,6 +229,8 @@ class NodeCore:
         self.config = config
         self.clock = clock
         self.db = StoreThread(str(data.database), max_bytes=getattr(config, "max_store_bytes", None))
+        #: Read-only connections for the pages and gossip reads (:class:`ReadPool`).
+        self.reads = ReadPool(self.db)
         #: The in-memory reconciliation index.  Every read and write of it happens on one
         #: thread of its own (:meth:`on_index`), so that a heavy reconciliation round does not
         #: stall the event loop, and the index is never read while it changes.
@@ -184,10 +250,25 @@ class NodeCore:
         self.boards: frozenset[str] = frozenset(config.boards)
         #: Called with the newly stored posts (from peers, imports or another process).
         self.on_new_posts: list[Callable[[list[posts.Post], str | None], None]] = []
+        #: The posts this node holds only in stem state (docs/gossip.md, "Stem, then fluff"):
+        #: stored, but kept out of the reconciliation index and out of fetch answers until the
+        #: running node releases them (:meth:`release_stems`) once they are fluffed.  Id to
+        #: reconciliation key, None while a post offered on a stem is not stored yet.  Read and
+        #: changed on the event loop only, and always before the index thread is given a key,
+        #: so that no reconciliation ever sees a held post.
+        self.stem_held: dict[bytes, bytes | None] = {}
+        #: Of those, the ids offered on a stem and not stored by this process, with when they
+        #: are let go if they never are (refused, or a copy of a post stored before).
+        self._stem_unstored: dict[bytes, int] = {}
+        #: Whether the posts of this node's own pseudonyms (another process such as `dazibao
+        #: post`, or the member UI) are held when stored: set by the running node when it sends
+        #: new posts along a stem.
+        self.hold_local = False
 
     async def open(self) -> None:
         """Open the store, apply the moderation settings and build the reconciliation index."""
         await self.db.open()
+        await self.reads.open()
         config = self.config
         await self.db.call(Store.configure_policy, stranger_posts_per_day=config.stranger_posts_per_day,
                            stranger_bytes_per_day=config.stranger_bytes_per_day, require_pow=config.require_pow)
@@ -212,6 +293,8 @@ class NodeCore:
 
     async def _rebuild_index(self) -> None:
         keys, self._post_seq, self._tomb_seq, self._log_seq = await self.db.call(_load_keys, sorted(self.boards))
+        if self.stem_held:
+            keys = [k for k in keys if not self._held_key(k)]
         self.index = KeyIndex(keys)
 
     @property
@@ -238,6 +321,7 @@ class NodeCore:
         await self._rebuild_index()
 
     async def close(self) -> None:
+        await self.reads.close()
         await self.db.close()
         self._verify_pool.shutdown(wait=True)
         self._index_pool.shutdown(wait=True)
@@ -264,26 +348,53 @@ class NodeCore:
         """
         if not raws:
             return [], []
+        return (await self.verify_groups([raws], remember=remember))[0]
+
+    async def verify_groups(self, groups: Sequence[Sequence[bytes]], *, remember: bool = False
+                            ) -> list[tuple[list[posts.Post], list[tuple[bytes | None, str]]]]:
+        """:meth:`verify` of each group, with the fixed costs paid once for all of them: one
+        decode hop, one store read for the screens, one verification spread over the threads.
+
+        Each group is screened on its own, against the store as it is before any of them is
+        stored, exactly as separate concurrent calls of :meth:`verify` would be.
+        """
         loop = asyncio.get_running_loop()
+        raws = [raw for group in groups for raw in group]
+        if not raws:
+            return [([], []) for _ in groups]
         heads = await loop.run_in_executor(self._verify_pool, decode_heads, raws)
-        screened = await self.db.call(Store.prescreen, [h for h in heads if h is not None], now_ms=self.now_ms(),
-                                      remember=remember and not self.read_only)
-        if not screened:
-            return await self._check(raws)
-        codes = [screened.get(h[0]) if h is not None else None for h in heads]
+        spans: list[list[Head]] = []
+        start = 0
+        for group in groups:
+            spans.append([h for h in heads[start : start + len(group)] if h is not None])
+            start += len(group)
+        screens = await self.db.call(Store.prescreen_each, spans, now_ms=self.now_ms(),
+                                     remember=remember and not self.read_only)
+        codes: list[str | None] = []
+        start = 0
+        for group, screened in zip(groups, screens, strict=True):
+            codes += [screened.get(h[0]) if h is not None else None for h in heads[start : start + len(group)]]
+            start += len(group)
         good, checked_bad = await self._check([raw for raw, code in zip(raws, codes, strict=True) if code is None])
-        # Both lists stay in batch order (the push answer gives each refusal its place).
-        bad: list[tuple[bytes | None, str]] = []
-        g = b = 0
-        for raw, head, code in zip(raws, heads, codes, strict=True):
-            if code is not None:
-                bad.append((head[0] if head is not None else None, code))
-            elif g < len(good) and good[g].raw == raw:
-                g += 1
-            else:
-                bad.append(checked_bad[b])
-                b += 1
-        return good, bad
+        # Both lists of each group stay in its order (the push answer gives each refusal its place).
+        out: list[tuple[list[posts.Post], list[tuple[bytes | None, str]]]] = []
+        g = b = i = 0
+        for group in groups:
+            mine: list[posts.Post] = []
+            bad: list[tuple[bytes | None, str]] = []
+            for raw in group:
+                head, code = heads[i], codes[i]
+                i += 1
+                if code is not None:
+                    bad.append((head[0] if head is not None else None, code))
+                elif g < len(good) and good[g].raw == raw:
+                    mine.append(good[g])
+                    g += 1
+                else:
+                    bad.append(checked_bad[b])
+                    b += 1
+            out.append((mine, bad))
+        return out
 
     async def _check(self, raws: Sequence[bytes]) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
         now = self.clock()
@@ -313,30 +424,72 @@ class NodeCore:
 
     async def ingest_checked(self, checked: Sequence[posts.Post], source: str | None) -> IngestReport:
         """Store posts whose signatures were already checked, and update the index."""
-        if not checked:
-            return IngestReport([], 0, [])
-        if source == "local" and not self.read_only:
+        result = (await self.ingest_groups([(checked, source)]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def ingest_groups(self, groups: Sequence[tuple[Sequence[posts.Post], str | None]]
+                            ) -> list[IngestReport | BaseException]:
+        """:meth:`ingest_checked` of each ``(posts, source)`` group, in order, in one write
+        transaction (``Store.ingest_many``): the reports are those of one call per group made
+        one after the other.
+
+        An error of the store (full, locked, damaged) is raised for all of them.  Any other
+        exception while storing several groups is a bug one group may have hit: the groups are
+        then stored one by one, and each gets its own report or exception.
+        """
+        live = [i for i, (checked, _) in enumerate(groups) if checked]
+        out: list[IngestReport | BaseException] = [IngestReport([], 0, []) for _ in groups]
+        if not live:
+            return out
+        if any(groups[i][1] == "local" for i in live) and not self.read_only:
             # A pseudonym made a moment ago in the web UI is this node's own: never a stranger.
             await self.sync_identities()
         self.last_ingest = self.clock()
         boards = self.boards or None
-        result: IngestResult = await self.db.call(
-            Store.ingest, list(checked), source=source, now_ms=self.now_ms(), boards=boards
-        )
-        await self._apply(result.added, result.removed_keys)
-        added = list(result.added)
-        expired = [p for p in added if self._expired(p)]
+        wanted = [(list(groups[i][0]), groups[i][1]) for i in live]
+        results: list[IngestResult | BaseException]
+        try:
+            results = list(await self.db.call(Store.ingest_many, wanted, now_ms=self.now_ms(), boards=boards))
+        except StoreError:
+            raise
+        except Exception:
+            if len(wanted) == 1:
+                raise
+            log.exception("storing %d coalesced batches together failed; storing them one by one", len(wanted))
+            results = []
+            for group in wanted:
+                try:
+                    results.append((await self.db.call(Store.ingest_many, [group], now_ms=self.now_ms(),
+                                                       boards=boards))[0])
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    results.append(exc)
+        stored = [(r, groups[i][1]) for i, r in zip(live, results, strict=True) if not isinstance(r, BaseException)]
+        await self.on_index(_update_index_each, [(self._index_keys(r.added, source), self._unhold(r.removed_keys))
+                                                 for r, source in stored])
+        expired = [p for r, _ in stored for p in r.added if self._expired(p)]
+        gone: set[bytes] = set()
         if expired:
             # Older than this node's retention for its board (a mirror): purge it at once, so
             # that it is tombstoned and no later sync fetches it again.
             removed = await self.db.call(Store.delete, [p.id for p in expired], "purged", now_ms=self.now_ms())
             await self._apply([], removed)
             gone = {p.id for p in expired}
-            added = [p for p in added if p.id not in gone]
-        if added:
-            for callback in self.on_new_posts:
-                callback(added, source)
-        return IngestReport(added, result.duplicates, list(result.rejected))
+        for i, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                out[i] = result
+                continue
+            added = [p for p in result.added if p.id not in gone]
+            if added:
+                for callback in self.on_new_posts:
+                    # A copy each: a callback may keep or extend its list (the gossip loop
+                    # gathers bursts into the first list), and the report must not change.
+                    callback(list(added), groups[i][1])
+            out[i] = IngestReport(added, result.duplicates, list(result.rejected))
+        return out
 
     def _expired(self, post: posts.Post) -> bool:
         days = self.config.retention_days.get(post.board, 0)
@@ -344,7 +497,79 @@ class NodeCore:
 
     async def _apply(self, added: Iterable[Any], removed_keys: Iterable[bytes]) -> None:
         added = list(added)
-        await self.on_index(_update_index, [item.key for item in added], list(removed_keys))
+        await self.on_index(_update_index, [item.key for item in added], self._unhold(removed_keys))
+
+    # --- posts held in stem state (docs/gossip.md, "Stem, then fluff") ------------------------
+
+    def hold_offered(self, ids: Iterable[bytes]) -> None:
+        """Hold the posts of a stem push before they are stored: whichever way they are then
+        stored (this push, or a sync that races it), their keys stay out of the index until
+        :meth:`release_stems`.  Past ``max_stem_posts`` ids waiting to be stored, the rest are
+        not held (the gossip policy fluffs them too)."""
+        now = self.now_ms()
+        for i in ids:
+            if i in self.stem_held:
+                continue
+            if len(self._stem_unstored) >= limits.MAX_STEM_POSTS:
+                self.release_stems([u for u, until in self._stem_unstored.items() if until <= now])
+                if len(self._stem_unstored) >= limits.MAX_STEM_POSTS:
+                    return
+            self.stem_held[i] = None
+            self._stem_unstored[i] = now + gossip.STEM_EXPECT_MS
+
+    def release_stems(self, ids: Iterable[bytes]) -> asyncio.Future[None] | None:
+        """Let held posts into the reconciliation set (they are fluffed now, or never were
+        stemmed); the future of the index update, None if there was nothing to add.
+
+        The keys are handed to the index thread at once, before this returns: a reconciliation
+        that starts after this call sees them."""
+        keys: list[bytes] = []
+        for i in ids:
+            self._stem_unstored.pop(i, None)
+            key = self.stem_held.pop(i, None)
+            if key is not None and self.carries(_board_of(key)):
+                keys.append(key)
+        if not keys:
+            return None
+        return asyncio.get_running_loop().run_in_executor(
+            self._index_pool, lambda: _update_index(self.index, keys, []))
+
+    def release_unstored(self) -> None:
+        """Let go of the ids offered on a stem that were never stored here in time."""
+        now = self.now_ms()
+        late = [i for i, until in self._stem_unstored.items() if until <= now]
+        if late:
+            self.release_stems(late)
+
+    def _held_key(self, key: bytes) -> bool:
+        """Whether ``key``'s post is held in stem state (its key then noted)."""
+        pid = key[-32:]
+        if pid not in self.stem_held:
+            return False
+        self.stem_held[pid] = key
+        return True
+
+    def _index_keys(self, added: Iterable[posts.Post], source: str | None) -> list[bytes]:
+        """The keys of freshly stored posts that join the index now: not those held, nor
+        (with ``hold_local``) this node's own, which are held from here on."""
+        keys: list[bytes] = []
+        for post in added:
+            if post.id in self.stem_held or (self.hold_local and source == gossip.LOCAL):
+                self.stem_held[post.id] = post.key
+                self._stem_unstored.pop(post.id, None)
+            else:
+                keys.append(post.key)
+        return keys
+
+    def _unhold(self, removed_keys: Iterable[bytes]) -> list[bytes]:
+        """``removed_keys`` as a list; a held post removed (retracted, purged) is held no more,
+        so that its release does not bring its key back."""
+        keys = list(removed_keys)
+        if self.stem_held:
+            for key in keys:
+                if self.stem_held.get(key[-32:]) == key:
+                    del self.stem_held[key[-32:]]
+        return keys
 
     async def forget_keys(self, keys: Iterable[bytes]) -> None:
         """Remove keys from the index (posts purged or deleted outside of ingest)."""
@@ -398,7 +623,13 @@ class NodeCore:
             self._post_seq, self._tomb_seq, self._log_seq = changes.post_seq, changes.tomb_seq, changes.log_seq
             carried = [row for row in changes.added if self.carries(row.board)]
             fresh = await self.on_index(lambda index, rows=carried: [row for row in rows if row.key not in index])
-            await self._apply(fresh, changes.removed_keys)
+            # A held post is not in the index, yet not news either: this process stored it
+            # (ingest reports it), or it was offered on a stem.  This node's own posts are held
+            # from here on when it sends them along a stem, before any reconciliation sees them.
+            fresh = [row for row in fresh if not self._held_key(row.key)]
+            if self.hold_local:
+                self.stem_held.update((row.id, row.key) for row in fresh)
+            await self._apply([row for row in fresh if not self.hold_local], changes.removed_keys)
             await self.carry_keys(changes.present_keys)
             decoded.extend(row.to_post() for row in fresh)
             if changes.complete:
@@ -421,6 +652,13 @@ def _update_index(index: KeyIndex, added: list[bytes], removed: list[bytes]) -> 
         index.add(key)
     for key in removed:
         index.remove(key)
+
+
+def _update_index_each(index: KeyIndex, changes: list[tuple[list[bytes], list[bytes]]]) -> None:
+    # Group by group, in order: a later group may remove a key an earlier one added.
+    for added, removed in changes:
+        _update_index(index, added, removed)
+
 
 
 def chosen_boards(store: Store, config: Config) -> frozenset[str]:

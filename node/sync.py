@@ -16,10 +16,13 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp import ServerFingerprintMismatch
 from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 
 from dazibao.protocol import limits, messages, posts
 from dazibao.protocol import peers as peer_policy
@@ -28,6 +31,7 @@ from dazibao.protocol.reconcile import Initiator
 
 from .service import NodeCore
 from .store import Store
+from .transport import PinMismatch, SpkiPin
 
 __all__ = [
     "PeerError", "PeerClient", "PublicOnlyResolver", "NonPublicAddressError", "SyncReport", "sync_with", "scope_boards",
@@ -54,6 +58,10 @@ def _timeout(total: float) -> aiohttp.ClientTimeout:
 TIMEOUT = _timeout(limits.PEER_REQUEST_TIMEOUT_S)
 #: Info, peer-list and announce answers are small: a peer that takes longer is a tarpit.
 SHORT_TIMEOUT = _timeout(limits.PEER_SHORT_REQUEST_TIMEOUT_S)
+
+#: The pin of a pinned URL whose pin does not parse: no known key hashes to 32 zero bytes, so
+#: every connection to it is refused as a pin mismatch.
+_NO_KEY_MATCHES = SpkiPin(bytes(32))
 
 #: Most bytes of an error answer that are read to find its code.
 MAX_ERROR_BYTES = 65_536
@@ -139,10 +147,26 @@ class PeerClient:
     """
 
     def __init__(self, session: aiohttp.ClientSession, url: str, *, public_only: bool = False,
-                 origin: str = "") -> None:
+                 origin: str = "", proxied: bool = False) -> None:
         self.session = session
         self.url = url.rstrip("/")
         self.public_only = public_only
+        #: Whether ``session`` goes through a proxy (node/transport.py): only then may an
+        #: ``.onion`` peer be called.
+        self.proxied = proxied
+        # A pinned URL (https://host:port#spki=PIN) is called without its pin, and its TLS key
+        # must hash to the pin (node/transport.py, SpkiPin); any other https peer is checked
+        # against the system's trust store.
+        base, sep, _ = self.url.partition("#")
+        self._base = base.rstrip("/")
+        self._ssl: bool | SpkiPin = True
+        if sep:
+            try:
+                _, digest = peer_policy.split_pin(peer_policy.normalize_peer_url(self.url))
+            except peer_policy.PeerAddressError:
+                digest = None
+            # A pin that does not parse pins nothing that can match: every request is refused.
+            self._ssl = SpkiPin(digest) if digest else _NO_KEY_MATCHES
         #: This node's public gossip URL, sent with every request (docs/protocol.md,
         #: "Dazibao-Peer") so that the peer can call back; empty: none is sent.
         self.origin = origin
@@ -172,13 +196,17 @@ class PeerClient:
         """One request; the answer's body if it is a 200.  Raises PeerError."""
         if self.public_only:
             self._check_host()
+        if not self.proxied and peer_policy.is_onion(urlsplit(self._base).hostname or ""):
+            # Never dialled, never looked up in the local DNS (docs/privacy.md).
+            raise PeerError(self.url, "onion_needs_proxy",
+                            "an onion service is reached only through the proxy setting (Tor)")
         headers = {"Content-Type": MSGPACK} if body is not None else {}
         if self.origin:
             headers["Dazibao-Peer"] = self.origin
         try:
             async with self.session.request(
-                method, self.url + path, data=body, timeout=timeout, allow_redirects=False,
-                headers=headers or None,
+                method, self._base + path, data=body, timeout=timeout, allow_redirects=False,
+                headers=headers or None, ssl=self._ssl,
             ) as resp:
                 if 300 <= resp.status < 400:
                     # Following it would let the peer aim this node at any address (the LAN, a
@@ -194,7 +222,22 @@ class PeerClient:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, NonPublicAddressError):
                 raise PeerError(self.url, "private_address", str(exc.os_error)) from None
+            if isinstance(exc.os_error, PinMismatch):
+                raise PeerError(self.url, "pin_mismatch", str(exc.os_error)) from None
+            if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                raise PeerError(self.url, "tls_untrusted", "the peer's TLS certificate is not trusted here "
+                                "(a self-signed one needs a pin: #spki=)") from None
             raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
+        except ServerFingerprintMismatch:
+            raise PeerError(self.url, "pin_mismatch", "the server's TLS key is not the pinned one") from None
+        except ProxyError as exc:
+            # The proxy answered but would not connect us (the peer is down, or its policy
+            # refuses the address): the peer is unreachable through it.
+            raise PeerError(self.url, "unreachable", f"through the proxy: {exc}") from None
+        except ProxyConnectionError as exc:
+            raise PeerError(self.url, "proxy_unreachable", f"the proxy cannot be reached: {exc}") from None
+        except ProxyTimeoutError:
+            raise PeerError(self.url, "timeout", f"no timely answer from the proxy to {path}") from None
         except aiohttp.ClientError as exc:
             raise PeerError(self.url, "unreachable", str(exc) or type(exc).__name__) from None
 
@@ -250,8 +293,12 @@ class PeerClient:
         data = await self._request("POST", "/v1/fetch", messages.encode_ids(ids))
         return list(self._decode(messages.decode_posts, data).posts)
 
-    async def push(self, raws: Sequence[bytes]) -> messages.PushResult:
-        data = await self._request("POST", "/v1/posts?index=1", messages.encode_posts(raws))
+    async def push(self, raws: Sequence[bytes], *, stem: bool = False) -> messages.PushResult:
+        """Push posts in full; with ``stem``, marked as stem posts (docs/protocol.md, "POST
+        /v1/posts"), which a node that does not know the marker takes as an ordinary push.
+        Raises PeerError."""
+        path = "/v1/posts?index=1&stem=1" if stem else "/v1/posts?index=1"
+        data = await self._request("POST", path, messages.encode_posts(raws))
         return self._decode(messages.decode_push_result, data)
 
     async def announce(self, ids: Sequence[bytes]) -> list[bytes]:

@@ -1,4 +1,6 @@
 """The node's whole gossip policy, as a sans-IO state machine (docs/gossip.md).
+Longer than 600 lines because the policy is one state machine (peers, anti-entropy, push and
+the stem of new posts share its peers, timers and randomness), read best in one piece.
 
 One :class:`Gossip` object per node decides everything about spreading posts: which peers it
 knows and how healthy they are, when a failing peer is tried again (back-off), whom to reconcile
@@ -13,7 +15,12 @@ The caller drives it through three doors, each answering a list of actions to pe
 * :meth:`Gossip.handle_event` with what happened: a sync, push or peer exchange ended
   (:class:`SyncDone`, :class:`PushDone`, :class:`ExchangeDone`), posts were stored
   (:class:`NewPosts`), a peer was added or called in (:class:`PeerLearned`,
-  :class:`InboundPeer`), a peer announced ids (:class:`Announced`, answered with :class:`Want`).
+  :class:`InboundPeer`), a peer announced ids (:class:`Announced`, answered with :class:`Want`),
+  a peer pushed posts marked as stem (:class:`StemOffered`), ids were heard from a fluff
+  (:class:`Heard`).
+
+New posts of this node and posts received on a stem first travel along a stem, one peer at a
+time, and are then fluffed (announced as usual): Dandelion++, docs/gossip.md "Stem, then fluff".
 
 The running node (node/server.py) performs the actions over HTTP and SQLite; the simulation
 (protocol/simulation.py) performs them over fake links.  Both drive this same object, so the
@@ -33,8 +40,10 @@ __all__ = [
     "GossipConfig", "Gossip",
     # events
     "Event", "SyncDone", "PushDone", "ExchangeDone", "NewPosts", "PeerLearned", "InboundPeer", "Announced",
+    "StemOffered", "Heard",
     # actions
     "Action", "Sync", "Exchange", "Announce", "Want", "SavePeer", "PeerOk", "BackOff", "Forget", "Refused",
+    "StemPush", "LOCAL", "STEM_FLUFF_PROBABILITY", "STEM_PEERS",
     # the policy's pure helpers
     "backoff_ms", "due", "peers_to_forget", "blamed_codes", "INVALID_DATA_CODES",
     "BASE_BACKOFF_MS", "MAX_BACKOFF_MS", "FORGET_AFTER_FAILURES", "FORGET_AFTER_MS",
@@ -68,6 +77,17 @@ INVALID_DATA_CODES = frozenset({
 # "pow_required"). A peer that hands out such posts is not backed off.
 
 _SOURCE_RANK = {"pex": 0, "cli": 1, "config": 2}
+
+#: The source of posts made on this node (``NewPosts.source``): they take the stem.
+LOCAL = "local"
+#: The chance that a node fluffs a post it received on a stem rather than relaying it, as in
+#: BIP 156: a stem is ten hops long on average.
+STEM_FLUFF_PROBABILITY = 0.1
+#: Stem peers per epoch: each incoming edge (and this node's own posts) is sent along one of them.
+STEM_PEERS = 2
+#: How long an id offered on a stem waits to be stored (verified and ingested) before the offer
+#: is forgotten.
+STEM_EXPECT_MS = 60_000
 
 
 # --- the pure helpers ---------------------------------------------------------------------
@@ -141,10 +161,12 @@ class SyncDone:
 
 @dataclass(frozen=True, slots=True)
 class PushDone:
-    """An announcement (and the push of what was wanted) to ``peer`` ended."""
+    """An announcement (and the push of what was wanted) to ``peer`` ended; or, with ``stem``,
+    the stem push of those posts (:class:`StemPush`)."""
 
     peer: str
     error: str | None = None
+    stem: BoardIds = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +213,30 @@ class Announced:
     ids: tuple[bytes, ...]
 
 
-Event = SyncDone | PushDone | ExchangeDone | NewPosts | PeerLearned | InboundPeer | Announced
+@dataclass(frozen=True, slots=True)
+class StemOffered:
+    """A caller pushed posts marked as stem (docs/protocol.md, "Dazibao-Stem"), before they are
+    stored.  ``client`` is its address, the key of its rate (``max_stem_posts_per_minute``);
+    ``peer`` its gossip URL if it said it.  Those of ``ids`` taken as stem posts take the stem
+    once stored (:class:`NewPosts`); the rest are fluffed like any pushed post."""
+
+    peer: str | None
+    client: str
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A peer offered ``ids`` in an announcement or an ordinary push: they are being fluffed.
+    Those this node holds in stem state leave it and are passed on as any fluffed post is
+    (Dandelion++: a node that sees its stem post diffusing diffuses it too), rather than waiting
+    for its timer or for anti-entropy."""
+
+    ids: tuple[bytes, ...]
+
+
+Event = (SyncDone | PushDone | ExchangeDone | NewPosts | PeerLearned | InboundPeer | Announced | StemOffered
+         | Heard)
 
 
 # --- actions: what to do ------------------------------------------------------------------
@@ -271,7 +316,29 @@ class Refused:
     code: str
 
 
-Action = Sync | Exchange | Announce | Want | SavePeer | PeerOk | BackOff | Forget | Refused
+@dataclass(frozen=True, slots=True)
+class StemPush:
+    """Push these posts in full to ``peer``, marked as stem; report :class:`PushDone` with
+    ``stem`` set to the same ids."""
+
+    peer: str
+    ids_by_board: BoardIds
+
+
+Action = Sync | Exchange | Announce | Want | SavePeer | PeerOk | BackOff | Forget | Refused | StemPush
+
+
+@dataclass(slots=True)
+class _Stem:
+    """A post this node holds in stem state."""
+
+    board: str
+    #: The incoming edge it came by (a peer, a client address, or LOCAL): it picks the route.
+    edge: str
+    #: When this node fluffs it unless it heard it fluffed meanwhile (ms).
+    fluff_at: int
+    #: When it is to be sent along the stem (the hop's random delay), None once sent.
+    send_at: int | None
 
 
 # --- the state machine --------------------------------------------------------------------
@@ -288,6 +355,15 @@ class GossipConfig:
     allow_private: bool = False
     #: This node's own addresses: never a peer of itself.
     self_urls: frozenset[str] = frozenset()
+    #: Send new posts along a stem before they are fluffed (docs/gossip.md, "Stem, then fluff");
+    #: False: every fresh post is announced at once, and stem pushes are taken as ordinary ones.
+    stem: bool = False
+    stem_fluff_probability: float = STEM_FLUFF_PROBABILITY
+    #: A stem post is fluffed by this node if not heard fluffed within this, times 1 to 2 (ms).
+    stem_fluff_timeout_ms: int = limits.STEM_FLUFF_TIMEOUT_S * 1000
+    #: Each stem hop this node makes waits a random time up to this first (ms).
+    stem_delay_ms: int = 0
+    stem_epoch_ms: int = limits.STEM_EPOCH_S * 1000
 
 
 class Gossip:
@@ -327,6 +403,16 @@ class Gossip:
         self._first_round = True
         self._next_round_at: int | None = now + int(rng.uniform(*FIRST_ROUND_MS))
         self._next_maintenance_at = now + MAINTENANCE_MS
+        #: The stem (docs/gossip.md, "Stem, then fluff"): the posts held in stem state, the ids
+        #: offered on a stem and not stored yet (with their edge and when to forget them), this
+        #: epoch's stem peers and the route of each incoming edge, the stem posts taken per
+        #: client in the current minute.
+        self._stems: dict[bytes, _Stem] = {}
+        self._expected: dict[bytes, tuple[str, int]] = {}
+        self._epoch_ends_at = now
+        self._stem_peers: list[str] = []
+        self._routes: dict[str, str] = {}
+        self._stem_rate: dict[str, tuple[int, int]] = {}
 
     # --- questions --------------------------------------------------------------------------
 
@@ -341,11 +427,21 @@ class Gossip:
         """How many ids are in flight (asked for and not arrived)."""
         return len(self._asked)
 
+    def stems(self) -> dict[bytes, str]:
+        """The posts held in stem state, with their board."""
+        return {i: s.board for i, s in self._stems.items()}
+
+    def stem_peers(self) -> list[str]:
+        """This epoch's stem peers (empty before the first stem post)."""
+        return list(self._stem_peers)
+
     def next_timer(self) -> int:
         """When :meth:`handle_timer` is next due (ms)."""
         times = [self._next_maintenance_at]
         if self._next_round_at is not None:
             times.append(self._next_round_at)
+        for stem in self._stems.values():
+            times.append(stem.fluff_at if stem.send_at is None else min(stem.send_at, stem.fluff_at))
         return min(times)
 
     # --- the doors --------------------------------------------------------------------------
@@ -359,6 +455,10 @@ class Gossip:
         if now >= self._next_maintenance_at:
             self._next_maintenance_at = now + MAINTENANCE_MS
             self._forget(now, out)
+            self._expected = {i: e for i, e in self._expected.items() if e[1] > now}
+            self._stem_rate = {k: r for k, r in self._stem_rate.items() if r[0] + 60_000 > now}
+        if self._stems:
+            self._stem_timer(now, out)
         return self._traced(now, "timer", out)
 
     def handle_event(self, event: Event, now: int) -> list[Action]:
@@ -366,6 +466,8 @@ class Gossip:
         out: list[Action] = []
         if isinstance(event, SyncDone):
             self._sync_done(event, now, out)
+        elif isinstance(event, PushDone) and event.stem:
+            self._stem_done(event, now, out)
         elif isinstance(event, PushDone):
             self._pushing.discard(event.peer)
             queued = self._queued.pop(event.peer, None)
@@ -396,6 +498,15 @@ class Gossip:
                 self._trim(now, out)
         elif isinstance(event, Announced):
             out.append(Want(self._want(event.ids, now)))
+        elif isinstance(event, StemOffered):
+            self._stem_offered(event, now, out)
+        elif isinstance(event, Heard):
+            onward: dict[str, list[bytes]] = {}
+            for i in event.ids:
+                stem = self._stems.pop(i, None)
+                if stem is not None:
+                    onward.setdefault(stem.board, []).append(i)
+            self._fluff(tuple((board, tuple(ids)) for board, ids in onward.items()), None, now, out)
         else:
             raise TypeError(f"not a gossip event: {event!r}")
         return self._traced(now, event, out)
@@ -486,13 +597,20 @@ class Gossip:
         for _, ids in groups:
             for i in ids:
                 self._asked.pop(i, None)
+        if self.config.stem:
+            groups = self._take_stems(groups, event.source, now, out)
+        self._fluff(groups, event.source, now, out)
+
+    def _fluff(self, groups: BoardIds, source: str | None, now: int, out: list[Action]) -> None:
+        """Announce fresh posts: to every caller and ``fanout`` random other peers."""
+        groups = tuple((board, ids) for board, ids in groups if ids)
         if not groups or self.config.fanout <= 0:
             return
         # Each announcement runs on its own, so a peer that hangs holds one announcement and
         # never delays the others.  A peer still busy with one is told these ids when it ends
         # (queued, a bounded number), so a steady stream of posts -- a flood being refused
         # elsewhere included -- does not leave a busy peer to anti-entropy.
-        exclude = {event.source or ""}
+        exclude = {source or ""}
         candidates = due(self._peers.values(), now, exclude | self.config.self_urls)
         # Every caller, since it may be known to nobody else (a member's node behind NAT, a
         # node nobody lists), then push_fanout random others.
@@ -505,6 +623,126 @@ class Gossip:
                 continue
             self._pushing.add(peer.url)
             out.append(Announce(peer.url, groups))
+
+    # --- stem, then fluff -------------------------------------------------------------------
+
+    def _take_stems(self, groups: BoardIds, source: str | None, now: int, out: list[Action]) -> BoardIds:
+        """Put this node's own new posts and those that came on a stem in stem state (sending
+        them along at once, or after the hop's delay); the groups left to fluff now."""
+        fluff: list[tuple[str, tuple[bytes, ...]]] = []
+        send: list[bytes] = []
+        for board, ids in groups:
+            rest = []
+            for i in ids:
+                offer = self._expected.pop(i, None)
+                if offer is None and source != LOCAL:
+                    rest.append(i)          # an ordinary push, a sync: already fluffing
+                    continue
+                if i in self._stems:
+                    continue                # a copy of one held: it is on its way
+                relayed = offer is not None
+                if len(self._stems) >= limits.MAX_STEM_POSTS or (
+                        relayed and self.rng.uniform(0.0, 1.0) < self.config.stem_fluff_probability):
+                    rest.append(i)
+                    continue
+                # The same timers for a post of this node and a relayed one: a peer must not tell
+                # them apart by when they come.
+                fluff_at = now + int(self.config.stem_fluff_timeout_ms * self.rng.uniform(1.0, 2.0))
+                delay = int(self.rng.uniform(0, self.config.stem_delay_ms)) if self.config.stem_delay_ms else 0
+                self._stems[i] = _Stem(board, offer[0] if offer is not None else LOCAL, fluff_at,
+                                       now + delay if delay else None)
+                if not delay:
+                    send.append(i)
+            fluff.append((board, tuple(rest)))
+        self._stem_send(send, now, out)
+        return tuple(fluff)
+
+    def _stem_send(self, ids: Iterable[bytes], now: int, out: list[Action]) -> None:
+        """Send stem posts to their edge's stem peer; fluff those with nowhere to go."""
+        by_peer: dict[str, dict[str, list[bytes]]] = {}
+        stuck: dict[str, list[bytes]] = {}
+        for i in ids:
+            stem = self._stems.get(i)
+            if stem is None:
+                continue
+            stem.send_at = None
+            peer = self._route(stem.edge, now)
+            if peer is None:
+                del self._stems[i]
+                stuck.setdefault(stem.board, []).append(i)
+            else:
+                by_peer.setdefault(peer, {}).setdefault(stem.board, []).append(i)
+        for peer, boards in by_peer.items():
+            out.append(StemPush(peer, tuple((b, tuple(group)) for b, group in boards.items())))
+        if stuck:
+            # No stem peer but the one it came from: the stem ends here.
+            self._fluff(tuple((b, tuple(group)) for b, group in stuck.items()), None, now, out)
+
+    def _route(self, edge: str, now: int) -> str | None:
+        """The stem peer for posts that came by ``edge``: one of this epoch's stem peers, the same
+        for every post of the edge, never the edge itself; None if there is none."""
+        if now >= self._epoch_ends_at:
+            self._epoch_ends_at = now + self.config.stem_epoch_ms
+            self._stem_peers, self._routes = [], {}
+        # Stem peers that left or are backing off are replaced at once from the peers due.
+        self._stem_peers = [u for u in self._stem_peers
+                            if u in self._peers and self._peers[u].next_try_at_ms <= now]
+        if len(self._stem_peers) < STEM_PEERS:
+            spare = [p.url for p in due(self._peers.values(), now, {*self._stem_peers, *self.config.self_urls})]
+            self._stem_peers += self.rng.sample(spare, min(STEM_PEERS - len(self._stem_peers), len(spare)))
+        usable = [u for u in self._stem_peers if u != edge]
+        if not usable:
+            return None
+        route = self._routes.get(edge)
+        if route not in usable:
+            if len(self._routes) >= limits.MAX_STEM_POSTS:
+                self._routes.clear()
+            route = self._routes[edge] = self.rng.choice(usable)
+        return route
+
+    def _stem_offered(self, event: StemOffered, now: int, out: list[Action]) -> None:
+        if not self.config.stem:
+            return                          # taken as an ordinary push: fluffed once stored
+        start, taken = self._stem_rate.get(event.client, (now, 0))
+        if now - start >= 60_000:
+            start, taken = now, 0
+        loops: dict[str, list[bytes]] = {}
+        for i in dict.fromkeys(event.ids):
+            stem = self._stems.get(i)
+            if stem is not None:
+                # It came back along a loop of stems: fluff it here rather than send it round.
+                del self._stems[i]
+                loops.setdefault(stem.board, []).append(i)
+            elif (taken < limits.MAX_STEM_POSTS_PER_MINUTE and i not in self._expected
+                  and len(self._expected) < limits.MAX_STEM_POSTS):
+                taken += 1
+                self._expected[i] = (event.peer or event.client, now + STEM_EXPECT_MS)
+        if len(self._stem_rate) >= limits.MAX_STEM_POSTS and event.client not in self._stem_rate:
+            self._stem_rate = {k: r for k, r in self._stem_rate.items() if r[0] + 60_000 > now}
+        self._stem_rate[event.client] = (start, taken)
+        if loops:
+            self._fluff(tuple((b, tuple(ids)) for b, ids in loops.items()), None, now, out)
+
+    def _stem_done(self, event: PushDone, now: int, out: list[Action]) -> None:
+        if event.error is None:
+            self._ok(event.peer, now, out, quiet=True)
+            return
+        # The stem peer failed: it is backed off, and the posts go along another stem peer (or
+        # are fluffed here when none is left), so that a dead peer stalls no stem.
+        self._fail(event.peer, event.error, now, out)
+        self._stem_send([i for _, ids in event.stem for i in ids], now, out)
+
+    def _stem_timer(self, now: int, out: list[Action]) -> None:
+        send = [i for i, s in self._stems.items() if s.send_at is not None and s.send_at <= now]
+        late: dict[str, list[bytes]] = {}
+        for i, stem in list(self._stems.items()):
+            if stem.fluff_at <= now:
+                # The fail-safe: not heard fluffed in time, so the stem broke somewhere after here.
+                del self._stems[i]
+                late.setdefault(stem.board, []).append(i)
+        self._stem_send(send, now, out)
+        if late:
+            self._fluff(tuple((b, tuple(ids)) for b, ids in late.items()), None, now, out)
 
     def _queue(self, url: str, groups: BoardIds) -> None:
         queued = self._queued.setdefault(url, {})
@@ -587,6 +825,8 @@ class Gossip:
     def _drop(self, urls: Iterable[str], out: list[Action]) -> None:
         for url in urls:
             if self._peers.pop(url, None) is not None:
+                if url in self._stem_peers:
+                    self._stem_peers.remove(url)
                 self._pushing.discard(url)
                 self._queued.pop(url, None)
                 self._callers.discard(url)

@@ -255,10 +255,72 @@ TABLE: tuple[Limit, ...] = (
               "the node does not follow are refused with the stranger quota codes, so strangers cannot "
               "grow that work without bound.  Followed moderators' statements are always kept."),
     # Node: reading at scale (node/store/, node/service.py; docs/performance.md, "serve").
+    Limit("read_pool_connections", 3, "connections",
+          "read-only store connections (one thread each) serving the member UI, the public view and "
+          "the gossip reads beside the one writer", scope="node",
+          why="Pages read beside the writer (WAL), so one slow page or ingest batch does not stall "
+              "the others; each connection keeps its own page cache (32 MiB at most), and more readers "
+              "than cores only share the same two cores."),
     # Node: ingest and single-post requests (node/api.py, node/service.py).
+    Limit("push_batch_delay_ms", 2, "ms",
+          "longest a pushed batch waits for concurrent pushes to be checked and stored with it",
+          scope="node",
+          why="Pushes of one post each are checked and stored together (one verify hop, one store read "
+              "and one write transaction for many): a push waits this long at most for others to "
+              "join it when the node is idle, and not at all beyond the batch running before it "
+              "when it is busy."),
+    Limit("max_push_batch_posts", 512, "posts",
+          "posts of concurrent pushes checked and stored as one batch", scope="node",
+          why="max_posts_per_batch: a coalesced batch costs the store no more than one peer's largest "
+              "push, so a request never waits behind more than that much work."),
+    Limit("push_batches_in_flight", 2, "batches",
+          "coalesced push batches being checked and stored at once", scope="node",
+          why="One batch is verified on the two verify threads while the one before it is written by "
+              "the store thread; more would only queue on the same two cores."),
     # Node: transport: proxy, TLS and onion services (node/sync.py, node/listeners.py; docs/privacy.md).
+    Limit("tls_handshake_timeout_s", 10, "seconds",
+          "time a client has to finish the TLS handshake on the gossip listener", scope="node",
+          why="A handshake takes a few round trips (seconds over Tor); a client that opens connections "
+          "and never finishes one holds a socket and TLS state until then, before the connection cap counts it."),
+    Limit("tor_control_timeout_s", 30, "seconds", "time `dazibao onion create` waits for Tor's control port",
+          scope="node", why="Creating an onion service is one local exchange with Tor; a control port that does not "
+          "answer is reported instead of hanging the command."),
     # Node: origin privacy of new posts (protocol/gossip.py; docs/privacy.md).
+    Limit("stem_epoch_s", 600, "seconds", "how long a node keeps the peers it sends stem posts to", scope="node",
+          why="Dandelion++ changes its stem peers once per epoch, not per post: a spy that sees many posts come "
+              "along one fixed path learns little more from each, while peers that leave or fail are replaced "
+              "at once. Ten minutes, as in Bitcoin's Dandelion++."),
+    Limit("stem_fluff_timeout_s", 30, "seconds",
+          "least time a post may stay in stem state at a node before it fluffs it itself (drawn between this and "
+          "twice this); the default of the setting", scope="node",
+          why="The fail-safe against a stem peer that takes a post and drops it: a stem of ten hops takes well "
+              "under a second, so a post not heard from a fluff by then was lost, and it still spreads half a "
+              "minute later, about one anti-entropy interval."),
+    Limit("max_stem_posts_per_minute", 60, "posts", "posts one client address may send as stem posts per minute; "
+          "the excess is taken as ordinary pushes", scope="node",
+          why="A stem post costs its relay a timer and a push of its own; a member writes a few posts a minute, "
+              "and a relay forwards the stems of the authors behind one peer. Past the bound a post is simply "
+              "fluffed: nothing is lost."),
+    Limit("max_stem_posts", 1_000, "posts", "posts a node holds in stem state at once; more are fluffed at once",
+          scope="node",
+          why="Each is an id, a board name and two times (under 200 bytes); 60 a minute per peer for the 30 to 60 "
+              "seconds of the fail-safe stays under it for a dozen busy peers, and past it posts spread as "
+              "without a stem."),
     # Node: member UI flows: first steps, peers, replies and unread marks (node/web/).
+    Limit("max_visit_marks", 10_000, "marks", "boards and threads whose last visit the member UI remembers",
+          scope="node", why="One small row per board or thread the member opened, the least recently visited "
+                            "forgotten first: a member reads far fewer threads than this, and a forgotten one only "
+                            "shows its posts as not new."),
+    Limit("max_unread_scan", 5_000, "posts", "newest posts read to count what is new since the last visit, per page",
+          scope="node", why="The counts are read from the newest posts back to the oldest mark on the page; past "
+                            "this many the page shows a lower bound, so a node that received a million posts since "
+                            "the last visit still renders a page at once."),
+    Limit("ui_replies_page_posts", 50, "replies", "replies shown on one page of the replies to your pseudonyms",
+          scope="node", why="Each reply is shown with its thread's title; 50 of at most 16 KiB each stay small, and "
+                            "older pages show the rest."),
+    Limit("ui_sync_now_peers", 32, "peers", "peers that one press of Sync now syncs with, at the same time",
+          scope="node", why="Each sync is one reconciliation bounded by peer_sync_timeout_s; a member node knows a "
+                            "handful of peers, and 32 at once stay well below the outbound connection limits."),
     # Node: collective action (node/store/organizing.py; docs/organizing.md).
     Limit("max_tally_objects", 100_000, "objects",
           "objects of one kind on one board (or children of one letter, pledge or report) read for one count",
@@ -267,6 +329,17 @@ TABLE: tuple[Limit, ...] = (
               "one page read the whole board.  A campaign's letter gathers thousands of signatures, not "
               "hundreds of thousands; past the bound the page says the figures are lower bounds."),
     # Node: search, accessibility and the static copy (node/store/search.py, node/web/, node/publish.py).
+    Limit("search_timeout_ms", 2_000, "ms", "time one search may run before it is interrupted", scope="node",
+          why="A search runs on a read connection of its own, off the event loop and off the writer; an "
+              "index-driven search of a 50,000-post board takes well under 200 ms, so a search that runs "
+              "longer (short terms scanning a huge node) is stopped and the member asked for a longer word."),
+    Limit("search_scan_rows", 10_000, "posts", "newest posts a search reads first, before the full-text index",
+          scope="node", why="A word in one post of twenty fills a count of 500 hits within them, in a few "
+                            "milliseconds, where the index would hand over every match of the whole node; rarer "
+                            "words go to the index, which reads only their matches."),
+    Limit("max_search_results", 500, "hits", "hits one search counts and pages through", scope="node",
+          why="Counting and sorting stop here, so a word found in every post costs a bounded sort; 20 pages "
+              "of results are more than a member reads, and a narrower query finds the rest."),
 )
 
 _BY_NAME = {limit.name: limit for limit in TABLE}
@@ -361,4 +434,21 @@ MAX_STATEMENTS_PER_BOARD = by_name("max_statements_per_board")
 MAX_OBJECT_FIELDS = by_name("max_object_fields")
 MAX_FIELD_CHARS = by_name("max_field_chars")
 MAX_PLEDGE_THRESHOLD = by_name("max_pledge_threshold")
+MAX_VISIT_MARKS = by_name("max_visit_marks")
+MAX_UNREAD_SCAN = by_name("max_unread_scan")
+UI_REPLIES_PAGE_POSTS = by_name("ui_replies_page_posts")
+UI_SYNC_NOW_PEERS = by_name("ui_sync_now_peers")
+SEARCH_TIMEOUT_MS = by_name("search_timeout_ms")
+MAX_SEARCH_RESULTS = by_name("max_search_results")
+READ_POOL_CONNECTIONS = by_name("read_pool_connections")
+TLS_HANDSHAKE_TIMEOUT_S = by_name("tls_handshake_timeout_s")
+TOR_CONTROL_TIMEOUT_S = by_name("tor_control_timeout_s")
+STEM_EPOCH_S = by_name("stem_epoch_s")
+STEM_FLUFF_TIMEOUT_S = by_name("stem_fluff_timeout_s")
+MAX_STEM_POSTS_PER_MINUTE = by_name("max_stem_posts_per_minute")
+MAX_STEM_POSTS = by_name("max_stem_posts")
+PUSH_BATCH_DELAY_MS = by_name("push_batch_delay_ms")
+MAX_PUSH_BATCH_POSTS = by_name("max_push_batch_posts")
+PUSH_BATCHES_IN_FLIGHT = by_name("push_batches_in_flight")
 MAX_TALLY_OBJECTS = by_name("max_tally_objects")
+SEARCH_SCAN_ROWS = by_name("search_scan_rows")

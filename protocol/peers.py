@@ -7,6 +7,8 @@ forget is decided in one place only, protocol/gossip.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -24,7 +26,14 @@ __all__ = [
     "canonical_host",
     "embedded_ipv4",
     "check_learned_peer",
+    "check_transport",
     "is_public_address",
+    "is_onion",
+    "onion_address",
+    "split_pin",
+    "encode_pin",
+    "OnionWithoutProxyError",
+    "PIN_PREFIX",
     "MAX_PEERS_PER_EXCHANGE",
 ]
 
@@ -46,11 +55,77 @@ class PeerAddressError(ValidationError):
     code = "bad_peer_url"
 
 
-def normalize_peer_url(url: str) -> str:
-    """Check a gossip URL and normalize it to ``scheme://host:port``; raise PeerAddressError.
+class OnionWithoutProxyError(PeerAddressError):
+    """A ``.onion`` peer, and this node has no proxy: it can only be reached through Tor."""
 
-    Only http and https, a host, an optional port and no path, query, user name or fragment:
-    a peer URL is copied from node to node and must not carry anything else.  The host is made
+    code = "onion_needs_proxy"
+
+
+#: The fragment that pins a peer's TLS key: ``https://host:port#spki=`` and the SHA-256 of the
+#: DER SubjectPublicKeyInfo of its certificate, base64url without padding (43 characters).
+PIN_PREFIX = "spki="
+_PIN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: A version 3 onion address: 56 base32 characters (an Ed25519 key, a checksum, a version).
+_ONION_V3 = re.compile(r"(?:[a-z0-9-]+\.)*([a-z2-7]{56})\.onion")
+
+
+def _is_onion_v3(host: str) -> bool:
+    """Whether a host is a well-formed version 3 onion address, checksum included (Tor's
+    rend-spec-v3: base32 of key, SHA3-256(".onion checksum" key version)[:2], version 3)."""
+    match = _ONION_V3.fullmatch(host)
+    if not match:
+        return False
+    raw = base64.b32decode(match.group(1).upper())
+    key, checksum, version = raw[:32], raw[32:34], raw[34:]
+    return version == b"\x03" and hashlib.sha3_256(b".onion checksum" + key + version).digest()[:2] == checksum
+
+
+def onion_address(key: bytes) -> str:
+    """The version 3 onion address of an Ed25519 public key (32 bytes)."""
+    checksum = hashlib.sha3_256(b".onion checksum" + key + b"\x03").digest()[:2]
+    return base64.b32encode(key + checksum + b"\x03").decode("ascii").lower() + ".onion"
+
+
+def encode_pin(digest: bytes) -> str:
+    """The URL fragment that pins a TLS key: ``spki=`` and the base64url of a SHA-256 digest."""
+    if len(digest) != 32:
+        raise ValueError("a pin is a SHA-256 digest of 32 bytes")
+    return PIN_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def split_pin(url: str) -> tuple[str, bytes | None]:
+    """A normalized peer URL without its pin, and the pinned SHA-256 digest (or None)."""
+    base, sep, fragment = url.partition("#")
+    if not sep:
+        return url, None
+    return base, _decode_pin(fragment, url)
+
+
+def _decode_pin(fragment: str, url: str) -> bytes:
+    value = fragment[len(PIN_PREFIX):] if fragment.startswith(PIN_PREFIX) else ""
+    if not _PIN.fullmatch(value):
+        raise PeerAddressError(f"peer URL {url!r}: the only fragment allowed is #spki= and 43 base64url "
+                               "characters (the SHA-256 of the server's public key)")
+    digest = base64.urlsafe_b64decode(value + "=")
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") != value:
+        # Unused low bits in the last character: another spelling of the same pin.
+        raise PeerAddressError(f"peer URL {url!r}: the pin is not in its one canonical spelling")
+    return digest
+
+
+def is_onion(host: str) -> bool:
+    """Whether a canonical host is a Tor onion service name (any ``*.onion``)."""
+    return host == "onion" or host.endswith(".onion")
+
+
+def normalize_peer_url(url: str) -> str:
+    """Check a gossip URL and normalize it to ``scheme://host:port``, or for a pinned TLS key
+    ``https://host:port#spki=PIN``; raise PeerAddressError.
+
+    Only http and https, a host, an optional port and no path, query, user name or fragment
+    but the pin: a peer URL is copied from node to node and must not carry anything else.  An
+    ``.onion`` host must be a version 3 onion address (56 characters); the older 16-character
+    ones no longer work in Tor.  The host is made
     canonical, so that one host has one spelling: a trailing dot is dropped, an IPv4 address in
     any of the legacy numeric forms the system resolver still accepts (``127.1``,
     ``0177.0.0.1``, ``0x7f.1``, ``2130706433``) becomes its dotted quad, and an IPv6 address
@@ -68,16 +143,24 @@ def normalize_peer_url(url: str) -> str:
         raise PeerAddressError(f"peer URL {url!r} must start with http:// or https://")
     if not parts.hostname:
         raise PeerAddressError(f"peer URL {url!r} has no host")
-    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise PeerAddressError(f"peer URL {url!r} must be only scheme://host[:port]")
+    if parts.username or parts.password or parts.query or parts.path not in ("", "/"):
+        raise PeerAddressError(f"peer URL {url!r} must be only scheme://host[:port][#spki=PIN]")
+    pin = ""
+    if parts.fragment or url.strip().endswith("#"):
+        if parts.scheme != "https":
+            raise PeerAddressError(f"peer URL {url!r}: only an https:// URL may pin a key (#spki=)")
+        pin = "#" + encode_pin(_decode_pin(parts.fragment, url))
     host = parts.hostname
     if any(ch in host for ch in " %\\") or not host.isascii():
         raise PeerAddressError(f"peer URL {url!r} has an invalid host")
     host = canonical_host(host, url)
+    if is_onion(host) and not _is_onion_v3(host):
+        raise PeerAddressError(f"peer URL {url!r} is not a valid onion address (56 characters and a "
+                               "checksum before .onion; the older 16-character ones no longer work in Tor)")
     port = port or (443 if parts.scheme == "https" else 80)
     if port == 0:
         raise PeerAddressError(f"peer URL {url!r} has port 0")
-    return f"{parts.scheme}://{host}:{port}"
+    return f"{parts.scheme}://{host}:{port}{pin}"
 
 
 def canonical_host(host: str, url: str = "") -> str:
@@ -214,6 +297,21 @@ def check_learned_peer(url: str, *, allow_private: bool) -> str:
         return normal
     if not is_public_address(host):
         raise PeerAddressError(f"peer URL {url!r} is not a public address")
+    return normal
+
+
+def check_transport(url: str, *, proxy: bool) -> str:
+    """Check that this node can reach a peer URL at all; return it normalized.
+
+    An ``.onion`` peer is reachable only through a proxy that speaks to Tor: without one,
+    dialling it would at best fail and at worst ask the local DNS resolver for the onion name,
+    telling the network which organizer node this one looks for.  Raises
+    OnionWithoutProxyError (code onion_needs_proxy) or PeerAddressError.
+    """
+    normal = normalize_peer_url(url)
+    if not proxy and is_onion(urlsplit(normal).hostname or ""):
+        raise OnionWithoutProxyError(f"peer URL {url!r} is an onion service: set the proxy setting "
+                                     "(e.g. socks5h://127.0.0.1:9050 for Tor) to reach it")
     return normal
 
 

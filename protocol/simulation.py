@@ -108,6 +108,9 @@ class SimConfig:
     #: the CPU model a post made at a node (``make_post``) is pushed into it: it is stored at
     #: once, and announced after one message's latency and this much of the node's CPU.
     cpu_push_ms: float = 0.0
+    #: Every node sends new posts along a stem first (the ``stem`` setting); stem pushes are
+    #: not charged CPU under the CPU model.
+    stem: bool = False
 
 
 def gossip_config(config: SimConfig, name: str) -> gossip.GossipConfig:
@@ -121,7 +124,8 @@ def gossip_config(config: SimConfig, name: str) -> gossip.GossipConfig:
         fanout = config.fanout
     return gossip.GossipConfig(fanout=fanout, sync_interval_ms=config.sync_interval_ms,
                                peer_exchange=config.peer_exchange, max_peers=config.max_peers,
-                               allow_private=config.allow_private, self_urls=frozenset({name}))
+                               allow_private=config.allow_private, self_urls=frozenset({name}),
+                               stem=config.stem)
 
 
 @dataclass
@@ -385,9 +389,19 @@ class Simulation:
         self._schedule_wake(node)
         return actions
 
+    def seen(self, receiver: SimNode, sender: SimNode, ids: Iterable[bytes], at: float) -> None:
+        """Called whenever ``receiver`` learns at ``at`` that ``sender`` holds ``ids`` (an
+        announcement, a push, a stem push, a sync): nothing here; an observer overrides it
+        (protocol/simulation_privacy.py)."""
+
     def _perform(self, node: SimNode, actions: Iterable[gossip.Action]) -> None:
         for action in actions:
-            if not node.answers and isinstance(action, (gossip.Sync, gossip.Announce, gossip.Exchange)):
+            if not node.answers and isinstance(action, gossip.StemPush):
+                self._later(self.time + self._latency(), node,
+                            gossip.PushDone(action.peer, "unreachable: this node is down", stem=action.ids_by_board))
+            elif isinstance(action, gossip.StemPush):
+                self._stem_push(node, self.by_name[action.peer], action.ids_by_board)
+            elif not node.answers and isinstance(action, (gossip.Sync, gossip.Announce, gossip.Exchange)):
                 # A stopped or dead node's requests fail (its policy still hears of it, so that
                 # it is left in a consistent state when the node comes back).
                 self._fail_own(node, action)
@@ -424,6 +438,31 @@ class Simulation:
 
         self._at(arrive, introduce)
         return arrive
+
+    def _stem_push(self, node: SimNode, peer: SimNode, ids_by_board: gossip.BoardIds) -> None:
+        """Push posts in full to ``peer``, marked as stem: it tells its policy before it stores
+        them, as the push handler of node/api.py does."""
+        t = self.time
+        raws = [node.posts[i].raw for _, ids in ids_by_board for i in ids if i in node.posts]
+        self.copies += len(raws)
+        arrive = self._call(node, peer, t)
+        if arrive is None or not self._sent(peer, sum(map(len, raws))):
+            at = self._failure_time(peer, t)
+            self._later(at, node, gossip.PushDone(peer.name, "unreachable: no answer", stem=ids_by_board))
+            return
+
+        def deliver() -> None:
+            if not peer.answers:
+                self._later(self.time + HUNG_TIMEOUT_MS, node,
+                            gossip.PushDone(peer.name, "timeout: no answer", stem=ids_by_board))
+                return
+            ids = tuple(i for _, group in ids_by_board for i in group)
+            self.seen(peer, node, ids, self.time)
+            self._report(peer, gossip.StemOffered(node.name, node.name, ids))
+            self._receive(peer, raws, node.name)
+            self._later(self.time + self._latency(), node, gossip.PushDone(peer.name, stem=ids_by_board))
+
+        self._at(arrive, deliver)
 
     def _failure_time(self, peer: SimNode, t: float) -> float:
         # A hung peer holds the request until the timeout; a dead one refuses at once; a lost
@@ -465,6 +504,10 @@ class Simulation:
             t += 2 * self._latency()
 
         def done() -> None:
+            if fetched:
+                self.seen(node, peer, initiator.need, self.time)
+            if pushed and peer.answers:
+                self.seen(peer, node, initiator.have, self.time)
             new, codes = self._receive(node, fetched, peer.name)
             if peer.answers:
                 self._receive(peer, pushed, node.name)
@@ -508,6 +551,9 @@ class Simulation:
         self.bytes += size - 64
 
         def offered() -> None:
+            self.seen(peer, node, ids, self.time)
+            if self.config.stem:
+                self._report(peer, gossip.Heard(tuple(ids)))
             if flood:
                 self._receive(peer, [node.posts[i].raw for i in ids], node.name)
                 self._later(self.time + self._latency(), node, gossip.PushDone(peer.name))

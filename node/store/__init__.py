@@ -21,6 +21,7 @@ each, all on the same connection:
 * :mod:`.queries` -- reads of posts, boards and threads, key and row streams, the change feed;
 * :mod:`.search` -- full-text search and its index;
 * :mod:`.peers` -- peers, local pseudonyms and meta;
+* :mod:`.marks` -- the member UI's visit marks and the replies to the local pseudonyms;
 * :mod:`.organizing` -- reports, letters, pledges, pins and translations as this node counts them;
 * :mod:`.rows` -- the values handed out, and the errors.
 
@@ -45,6 +46,7 @@ from .ingest import (
     REJECT_TOMBSTONED,
     IngestRoom,
 )
+from .marks import MarksRoom
 from .moderation import MODERATOR_SOURCES
 from .organizing import OrganizingRoom
 from .peers import PEER_SOURCES, PeersRoom
@@ -105,7 +107,7 @@ __all__ = [
 ]
 
 
-class Store(IngestRoom, QueryRoom, PeersRoom, OrganizingRoom):
+class Store(IngestRoom, QueryRoom, PeersRoom, MarksRoom, OrganizingRoom):
     """A node's SQLite database.  See the package docstring for the rules it keeps.
 
     ``Store(path)`` opens (creating it with mode 0600 if needed) and migrates the file;
@@ -116,6 +118,10 @@ class Store(IngestRoom, QueryRoom, PeersRoom, OrganizingRoom):
     ``max_store_bytes``; 0: no cap but the disk).  A write that would pass the cap, or that
     the disk has no room for, raises StorageFullError and writes nothing; the write-ahead log
     is kept below ``max_wal_bytes`` (a quarter of the cap when that is smaller).
+
+    ``read_only`` opens an existing store at the current schema version for reading only
+    (the running node's read pool): every read method works on it, every write raises
+    StoreError; it reads beside the writer (WAL), each read seeing the last commit.
 
     ``read_only_fallback`` (the running node): when the disk is so full that the database
     cannot even be opened the usual way, open it for reading anyway, with an exclusive lock

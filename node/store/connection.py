@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self, TypeVar
@@ -136,10 +137,13 @@ class StoreBase:
     _conn: sqlite3.Connection
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5_000,
-                 max_bytes: int | None = None, read_only_fallback: bool = False) -> None:
+                 max_bytes: int | None = None, read_only_fallback: bool = False,
+                 read_only: bool = False) -> None:
         self.path = os.fspath(path)
         #: True for the private in-memory store of :meth:`memory`.
         self.in_memory = self.path == ":memory:"
+        #: True for a connection that only reads (see :meth:`_open_read_only`).
+        self.read_only = read_only
         self._lock = threading.RLock()
         self.max_bytes = limits.MAX_STORE_BYTES if max_bytes is None else max_bytes
         self.wal_limit = wal_limit_for(self.max_bytes)
@@ -147,6 +151,9 @@ class StoreBase:
         self._full_since: float | None = None
         #: True while the database was opened for reading only (see ``read_only_fallback``).
         self.exclusive = False
+        if read_only:
+            self._open_read_only(busy_timeout_ms)
+            return
         if not self.in_memory:
             _create_private(self.path)
         try:
@@ -198,6 +205,36 @@ class StoreBase:
             conn.close()
             raise
 
+    def _open_read_only(self, busy_timeout_ms: int) -> None:
+        """Open an existing, current store for reading only: a ``mode=ro`` URI (SQLite refuses
+        every write on it) with ``query_only`` on as well.  In WAL mode it reads beside the one
+        writer, each read seeing the last commit before it began.  Raises StoreError if the file
+        does not exist, is another program's or needs a migration (only the writer migrates).
+        """
+        if self.in_memory:
+            raise StoreError("a private in-memory store cannot be opened a second time")
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open the database {self.path!r} for reading: {err}") from err
+        self._conn = conn
+        try:
+            self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            version = self._check_file()
+            if version != schema.SCHEMA_VERSION:
+                raise StoreError(f"{self.path!r} has schema version {version}: open it for writing first")
+        except sqlite3.Error as err:
+            conn.close()
+            raise environment_error(err) or StoreError(f"cannot read the database {self.path!r}: {err}") from err
+        except BaseException:
+            conn.close()
+            raise
+
     @classmethod
     def memory(cls) -> Self:
         """A new, empty, private in-memory store."""
@@ -209,7 +246,7 @@ class StoreBase:
             if self._conn is None:
                 return
             try:
-                if not self.in_memory:
+                if not self.in_memory and not self.read_only:
                     # Lets SQLite refresh its planner statistics where they went stale.  Only an
                     # optimization: if another process holds the file, closing must not fail.
                     self._conn.execute("PRAGMA optimize")

@@ -366,40 +366,57 @@ class ModerationRoom(RefusalRoom):
         the same author, board and time, so it gets the same verdict).  A pushed post is never
         remembered unverified: a forged post let through in place of a real one then delays
         the real one to a later copy (a sync) at most."""
-        if not heads:
-            return {}
+        return self.prescreen_each([heads], now_ms=now_ms, remember=remember)[0]
+
+    @guarded
+    def prescreen_each(self, groups: Sequence[Sequence[tuple[bytes, str, bytes, int]]], *, now_ms: int,
+                       remember: bool = False) -> list[dict[bytes, str]]:
+        """:meth:`prescreen` of each group (the pushes of one coalesced batch), each against the
+        store as it is, as separate calls would judge them, in one read: the refusals of all
+        of them are looked up at once, and each stranger's use of today's quota is read once.
+        ``remember`` writes the refusals of every group after all of them were screened."""
+        if not any(groups):
+            return [{} for _ in groups]
+        out: list[dict[bytes, str]] = []
+        remembered = []
         with self._reading() as conn:
-            found: dict[bytes, str] = dict(self._select_in(
-                "SELECT id, code FROM refusals WHERE id IN ({marks})", [h[0] for h in heads]))
+            known: dict[bytes, str] = dict(self._select_in(
+                "SELECT id, code FROM refusals WHERE id IN ({marks})", [h[0] for heads in groups for h in heads]))
             self._check_epoch(conn)
-            remembered = []
-            # (board, author) -> (code once spent, posts still allowed today; None: no limit here)
-            left: dict[tuple[str, bytes], tuple[str, int | None]] = {}
-            passed: set[bytes] = set()      # ids let through: a copy of one spends no more quota
-            for pid, board, author, created in heads:
-                if pid in found or pid in passed:
-                    continue
-                view = self._view(conn, board, now_ms)
-                if view.blocks(pid, author) is not None:
-                    found[pid] = BLOCKED
-                    remembered.append((pid, board, created, author, BLOCKED))
-                    continue
-                who = (board, author)
-                if who not in left:
-                    left[who] = self._quota_left(conn, view, board, author, now_ms)
-                code, room = left[who]
-                if room is None:
-                    continue
-                if room <= 0:
-                    found[pid] = code
-                    remembered.append((pid, board, created, author, code))
-                else:
-                    left[who] = (code, room - 1)
-                    passed.add(pid)
+            # (board, author) -> (code once spent, posts still allowed today; None: no limit
+            # here), as the store says before any group; each group counts from there.
+            stored_left: dict[tuple[str, bytes], tuple[str, int | None]] = {}
+            for heads in groups:
+                found = {h[0]: known[h[0]] for h in heads if h[0] in known}
+                left: dict[tuple[str, bytes], tuple[str, int | None]] = {}
+                passed: set[bytes] = set()      # ids let through: a copy of one spends no more quota
+                for pid, board, author, created in heads:
+                    if pid in found or pid in passed:
+                        continue
+                    view = self._view(conn, board, now_ms)
+                    if view.blocks(pid, author) is not None:
+                        found[pid] = BLOCKED
+                        remembered.append((pid, board, created, author, BLOCKED))
+                        continue
+                    who = (board, author)
+                    if who not in left:
+                        if who not in stored_left:
+                            stored_left[who] = self._quota_left(conn, view, board, author, now_ms)
+                        left[who] = stored_left[who]
+                    code, room = left[who]
+                    if room is None:
+                        continue
+                    if room <= 0:
+                        found[pid] = code
+                        remembered.append((pid, board, created, author, code))
+                    else:
+                        left[who] = (code, room - 1)
+                        passed.add(pid)
+                out.append(found)
         if remember and remembered:
             with self._write() as conn:
                 self._remember(conn, remembered, now_ms)
-        return found
+        return out
 
     def _quota_left(self, conn: sqlite3.Connection, view: TrustView, board: str, author: bytes,
                     now_ms: int) -> tuple[str, int | None]:

@@ -22,6 +22,8 @@ from .search import like_params
 __all__ = ["QueryRoom"]
 
 _KEYS_CHUNK = 10_000  # rows per page of iter_keys
+#: The kinds a reader counts as posts; the maintained ``board_stats`` table counts these.
+READER_KINDS = (KIND_POST, KIND_REPLY)
 _ROWS_CHUNK = 500  # rows per page of iter_rows and iter_sizes (a post is at most 20 KiB)
 
 
@@ -53,8 +55,17 @@ class QueryRoom(StoreBase):
 
     @guarded
     def board_counts_of(self, kinds: Collection[str]) -> list[tuple[str, int, int | None]]:
-        """Every board with stored rows, by name: ``(board, rows of these kinds, newest of them)``."""
+        """Every board with stored rows, by name: ``(board, rows of these kinds, newest of them)``.
+
+        For the kinds a reader counts (``post`` and ``reply``) this reads the maintained
+        ``board_stats`` table, one row per board; any other set of kinds groups every stored
+        row, so it takes time in proportion to the store.
+        """
         kinds = list(kinds)
+        if set(kinds) == set(READER_KINDS):
+            sql = ("SELECT board, posts, CASE WHEN posts > 0 THEN last_post_at_ms END"
+                   " FROM board_stats ORDER BY board")
+            return [(str(b), int(n), last) for b, n, last in self._conn.execute(sql)]
         sql = (f"SELECT board, coalesce(sum(kind IN ({marks(len(kinds))})), 0),"
                f" max(CASE WHEN kind IN ({marks(len(kinds))}) THEN created_at_ms END)"
                " FROM posts GROUP BY board ORDER BY board")
@@ -120,26 +131,48 @@ class QueryRoom(StoreBase):
         return [PostRow(*row) for row in self._conn.execute(sql, params)]
 
     @guarded
-    def threads(self, board: str, limit: int = 50, offset: int = 0) -> list[ThreadRow]:
-        """Top-level posts of ``board`` with their number of direct replies, latest activity first.
+    def threads(self, board: str, limit: int = 50, offset: int = 0, *,
+                before: tuple[int, bytes] | None = None) -> list[ThreadRow]:
+        """Top-level posts of ``board`` with their number of direct replies, latest activity first
+        (by last activity, then id, both descending).
 
         The latest activity of a thread is the newest created_at of the post and its direct
-        replies.
+        replies.  ``before`` is a ``(last_at_ms, id)`` cursor: only threads strictly after it in
+        that order are listed, so the last row of one page gives the cursor of the next, and a
+        page costs the same however deep it is.  ``offset`` skips that many threads first
+        (after the cursor, if any); it walks the maintained ``threads`` index only, never the
+        posts, but in proportion to ``offset``.  Raises ValueError for a negative offset or a
+        bad ``limit``.
         """
-        sql = f"""
-            SELECT {POST_COLUMNS_P}, count(r.seq), max(p.created_at_ms, coalesce(max(r.created_at_ms), 0)) AS last_at
-            FROM posts AS p LEFT JOIN posts AS r ON r.parent = p.id AND r.kind = '{KIND_REPLY}'
-            WHERE p.board = ? AND p.kind = '{KIND_POST}'
-            GROUP BY p.seq
-            ORDER BY last_at DESC, p.id DESC
-            LIMIT ? OFFSET ?
-        """
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+        if type(offset) is not int or offset < 0:
+            raise ValueError("offset must be a non-negative integer")
+        where = "t.board = ?"
+        params: list[Any] = [board]
+        if before is not None:
+            where += " AND (t.last_at_ms, t.id) < (?, ?)"
+            params.extend(before)
+        sql = (f"SELECT {POST_COLUMNS_P}, t.replies, t.last_at_ms FROM threads AS t"
+               f" JOIN posts AS p ON p.seq = t.seq WHERE {where}"
+               " ORDER BY t.last_at_ms DESC, t.id DESC LIMIT ? OFFSET ?")
         return [
             ThreadRow(PostRow(*row[:11]), row[11], row[12])
-            for row in self._conn.execute(sql, (board, check_limit(limit), offset))
+            for row in self._conn.execute(sql, (*params, check_limit(limit), offset))
         ]
+
+    @guarded
+    def thread_cursor(self, board: str, offset: int) -> tuple[int, bytes] | None:
+        """The ``(last_at_ms, id)`` of the thread at ``offset`` (0: the newest) of ``board`` in
+        :meth:`threads` order, or None past the last one: the cursor that continues after it.
+
+        Reads the maintained index only (for a page number given in a link), in proportion to
+        ``offset``.  Raises ValueError for a negative offset.
+        """
+        if type(offset) is not int or offset < 0:
+            raise ValueError("offset must be a non-negative integer")
+        row = self._conn.execute(
+            "SELECT last_at_ms, id FROM threads WHERE board = ? ORDER BY last_at_ms DESC, id DESC LIMIT 1 OFFSET ?",
+            (board, offset)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     @guarded
     def replies(self, post_id: bytes) -> list[PostRow]:
@@ -148,10 +181,40 @@ class QueryRoom(StoreBase):
         return [PostRow(*row) for row in self._conn.execute(sql, (post_id, KIND_REPLY))]
 
     @guarded
+    def newer_thread_cursor(self, board: str, bound: tuple[int, bytes], count: int) -> tuple[int, bytes] | None:
+        """The cursor of the page of ``count`` threads that ends with the thread at ``bound``
+        (a ``(last_at_ms, id)`` in :meth:`threads` order): the key of the ``count``-th thread
+        newer than ``bound``, or None when there are fewer (that page is the first).  For a
+        "newer" link; reads ``count`` entries of the maintained index.  Raises ValueError for
+        a ``count`` below 1.
+        """
+        if type(count) is not int or count < 1:
+            raise ValueError("count must be a positive integer")
+        row = self._conn.execute(
+            "SELECT last_at_ms, id FROM threads WHERE board = ? AND (last_at_ms, id) > (?, ?)"
+            " ORDER BY last_at_ms, id LIMIT 1 OFFSET ?", (board, *bound, count - 1)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    @guarded
     def boards(self) -> list[BoardInfo]:
-        """Every board with stored posts, by name, with its row count and newest created_at."""
-        sql = "SELECT board, count(*), max(created_at_ms) FROM posts GROUP BY board ORDER BY board"
+        """Every board with stored rows, by name, with its posts and replies counted and the
+        newest created_at of them (0 when it has none): one row of ``board_stats`` each."""
+        sql = "SELECT board, posts, last_post_at_ms FROM board_stats ORDER BY board"
         return [BoardInfo(*row) for row in self._conn.execute(sql)]
+
+    @guarded
+    def active_boards(self, limit: int, boards: Collection[str] | None = None) -> list[tuple[str, int]]:
+        """``(board, newest created_at of any of its rows)`` for at most ``limit`` boards with
+        stored rows, the most recently active first (then by name); only those among
+        ``boards`` when given.  Reads ``limit`` rows of an index, or one row per board asked."""
+        check_limit(limit)
+        if boards is None:
+            sql = "SELECT board, last_at_ms FROM board_stats ORDER BY last_at_ms DESC, board LIMIT ?"
+            return [(str(b), int(t)) for b, t in self._conn.execute(sql, (limit,))]
+        rows = [(str(b), int(t)) for b, t in self._select_in(
+            "SELECT board, last_at_ms FROM board_stats WHERE board IN ({marks})", list(set(boards)))]
+        rows.sort(key=lambda r: (-r[1], r[0].encode("utf-8", "surrogatepass")))
+        return rows[:limit]
 
     @guarded
     def reply_page(
@@ -171,7 +234,9 @@ class QueryRoom(StoreBase):
         """
         if after is not None and before is not None:
             raise ValueError("give after or before, not both")
-        where = "parent = ? AND kind = ?"
+        # "parent IS NOT NULL" repeats what the partial index's WHERE says: without it SQLite
+        # finds the rows by that index but does not see that it also gives their order.
+        where = "parent = ? AND parent IS NOT NULL AND kind = ?"
         params: list[Any] = [post_id, KIND_REPLY]
         order = "ASC"
         if after is not None:
@@ -186,21 +251,26 @@ class QueryRoom(StoreBase):
     @guarded
     def newest_replies(self, post_id: bytes, limit: int) -> list[PostRow]:
         """The newest ``limit`` direct replies to ``post_id``, listed oldest first."""
-        return self._reply_rows("parent = ? AND kind = ?", [post_id, KIND_REPLY], "DESC", limit)
+        return self._reply_rows("parent = ? AND parent IS NOT NULL AND kind = ?", [post_id, KIND_REPLY], "DESC", limit)
 
     def _reply_rows(self, where: str, params: list[Any], order: str, limit: int) -> list[PostRow]:
-        # The parent index does not hold the time, so every reply of the thread is looked at
-        # to order them; only the few columns before the body are read for that (long bodies
-        # sit in overflow pages that are then never touched), and only the page's rows are
-        # read in full.
-        sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE seq IN ("
-               f"SELECT seq FROM posts WHERE {where} ORDER BY created_at_ms {order}, id {order} LIMIT ?)"
-               " ORDER BY created_at_ms, id")
-        return [PostRow(*row) for row in self._conn.execute(sql, [*params, check_limit(limit)])]
+        # One walk of the (parent, created_at_ms, id) index in the order asked, stopping after
+        # the page; a page read newest first is turned round here rather than sorted again
+        # in SQL.  The body of a row is only read if the row is on the page.
+        sql = f"SELECT {POST_COLUMNS} FROM posts WHERE {where} ORDER BY created_at_ms {order}, id {order} LIMIT ?"
+        rows = [PostRow(*row) for row in self._conn.execute(sql, [*params, check_limit(limit)])]
+        if order == "DESC":
+            rows.reverse()
+        return rows
 
     @guarded
     def reply_count(self, post_id: bytes) -> int:
         """The number of stored direct replies to ``post_id``."""
+        row = self._conn.execute("SELECT replies FROM threads WHERE seq = (SELECT seq FROM posts WHERE id = ?)",
+                                 (post_id,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        # Not a stored top-level post (a reply, or a parent not stored): count them.
         sql = "SELECT count(*) FROM posts WHERE parent = ? AND kind = ?"
         return int(self._conn.execute(sql, (post_id, KIND_REPLY)).fetchone()[0])
 
@@ -213,7 +283,8 @@ class QueryRoom(StoreBase):
         after: tuple[int, str] | str | None = None,
         contains: str = "",
     ) -> list[BoardInfo]:
-        """One page of the boards with stored posts, with their row count and newest created_at.
+        """One page of the boards with stored rows, with their posts and replies counted and the
+        newest created_at of those (0: none), from the maintained ``board_stats`` table.
 
         By default the most recently active first (newest created_at, then name), and
         ``after`` is the ``(last_at_ms, board)`` of the last row of the previous page.  With
@@ -227,7 +298,6 @@ class QueryRoom(StoreBase):
         if contains:
             where.append("board LIKE ? ESCAPE '\\'")
             params.extend(like_params([contains]))
-        having, having_params = "", []
         if by_name:
             if after is not None:
                 if not isinstance(after, str):
@@ -239,32 +309,45 @@ class QueryRoom(StoreBase):
             if after is not None:
                 if not isinstance(after, tuple):
                     raise ValueError("a page by activity continues after (last_at_ms, board)")
-                having = " HAVING last_at < ? OR (last_at = ? AND board > ?)"
-                having_params = [after[0], after[0], after[1]]
-            order = "last_at DESC, board"
-        sql = "SELECT board, count(*), max(created_at_ms) AS last_at FROM posts"
+                # The first term bounds the range of the activity index; the second drops the
+                # few boards of the same time up to the cursor's name.
+                where.append("last_post_at_ms <= ? AND (last_post_at_ms < ? OR board > ?)")
+                params.extend([after[0], after[0], after[1]])
+            order = "last_post_at_ms DESC, board"
+        sql = "SELECT board, posts, last_post_at_ms FROM board_stats"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" GROUP BY board{having} ORDER BY {order} LIMIT ?"
-        return [BoardInfo(*row) for row in self._conn.execute(sql, [*params, *having_params, check_limit(limit)])]
+        sql += f" ORDER BY {order} LIMIT ?"
+        return [BoardInfo(*row) for row in self._conn.execute(sql, [*params, check_limit(limit)])]
 
     @guarded
     def boards_with_posts(self, boards: Iterable[str]) -> set[str]:
         """The boards among ``boards`` that have at least one stored post."""
         boards = list(boards)
-        return {row[0] for row in self._select_in("SELECT DISTINCT board FROM posts WHERE board IN ({marks})", boards)}
+        return {row[0] for row in self._select_in("SELECT board FROM board_stats WHERE board IN ({marks})", boards)}
 
     @guarded
     def board_count(self) -> int:
-        """The number of boards with stored posts."""
-        return int(self._conn.execute("SELECT count(DISTINCT board) FROM posts").fetchone()[0])
+        """The number of boards with stored rows."""
+        return int(self._conn.execute("SELECT count(*) FROM board_stats").fetchone()[0])
 
     @guarded
     def count(self, board: str | None = None) -> int:
-        """The number of stored posts (of every kind), in one board or in all."""
+        """The number of stored rows (of every kind), in one board or in all: one row of
+        ``board_stats``, or one per board."""
         if board is None:
-            return int(self._conn.execute("SELECT count(*) FROM posts").fetchone()[0])
-        return int(self._conn.execute("SELECT count(*) FROM posts WHERE board = ?", (board,)).fetchone()[0])
+            return int(self._conn.execute("SELECT coalesce(sum(rows), 0) FROM board_stats").fetchone()[0])
+        row = self._conn.execute("SELECT rows FROM board_stats WHERE board = ?", (board,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @guarded
+    def post_count(self, board: str | None = None) -> int:
+        """The number of stored posts and replies (the rows a reader counts; not retractions,
+        profiles, moderation statements, charters or unknown kinds), in one board or in all."""
+        if board is None:
+            return int(self._conn.execute("SELECT coalesce(sum(posts), 0) FROM board_stats").fetchone()[0])
+        row = self._conn.execute("SELECT posts FROM board_stats WHERE board = ?", (board,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def iter_keys(self, boards: Collection[str] | None = None) -> Iterator[bytes]:
         """Every stored reconciliation key (or those of ``boards``), in ascending key order.

@@ -142,8 +142,8 @@ class ThreadRow:
 @dataclass(frozen=True, slots=True)
 class BoardInfo:
     board: str
-    posts: int  # stored rows of every kind
-    last_at_ms: int  # newest created_at_ms in the board
+    posts: int  # stored posts and replies (the rows a reader counts)
+    last_at_ms: int  # newest created_at_ms of those (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,9 +226,171 @@ def _migration_3_moderation(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _migration_4_reading_tables(db: sqlite_utils.Database) -> None:
+    # A board page listed its threads by grouping every post of the board with its replies and
+    # sorting the groups (a scan and a temporary B-tree per request, seconds on a large
+    # board), and the boards list and /v1/info grouped every post of the store.  These two
+    # tables keep those answers instead, so that every page reads one page of an index.  They
+    # are kept by triggers on posts (stored posts are never updated, only inserted and
+    # deleted), so that no write path -- ingest, retraction, retention, moderation purge,
+    # import, another process -- can leave them behind.  Plain SQL, like the other migrations:
+    # WITHOUT ROWID tables, triggers and an upsert.
+    statements = [
+        # One row per stored top-level post (kind 'post'): its board, its latest activity (the
+        # newest created_at of the post and its direct replies of kind 'reply') and the number
+        # of those replies.  A reply stored before its parent is counted when the parent comes.
+        # Keyed by the post's seq, so that a new thread is appended rather than written into a
+        # random page (keyed by id it made ingest write half as many pages again).
+        """CREATE TABLE threads (
+            seq INTEGER PRIMARY KEY,
+            id BLOB NOT NULL,
+            board TEXT NOT NULL,
+            last_at_ms INTEGER NOT NULL,
+            replies INTEGER NOT NULL
+        )""",
+        "CREATE INDEX threads_board_activity ON threads (board, last_at_ms DESC, id DESC)",
+        # One row per board with stored rows: ``posts`` counts the rows a reader counts (kinds
+        # 'post' and 'reply'), ``rows`` every row; ``last_at_ms`` is the newest created_at of
+        # any row, ``last_post_at_ms`` of the rows a reader counts (0: none).
+        """CREATE TABLE board_stats (
+            board TEXT PRIMARY KEY,
+            posts INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            last_at_ms INTEGER NOT NULL,
+            last_post_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX board_stats_activity ON board_stats (last_post_at_ms DESC, board)",
+        "CREATE INDEX board_stats_any_activity ON board_stats (last_at_ms DESC, board)",
+        """CREATE TRIGGER board_stats_insert AFTER INSERT ON posts BEGIN
+            INSERT INTO board_stats (board, posts, rows, last_at_ms, last_post_at_ms)
+            VALUES (new.board, new.kind IN ('post', 'reply'), 1, new.created_at_ms,
+                    CASE WHEN new.kind IN ('post', 'reply') THEN new.created_at_ms ELSE 0 END)
+            ON CONFLICT (board) DO UPDATE SET
+                posts = posts + excluded.posts, rows = rows + 1,
+                last_at_ms = max(last_at_ms, excluded.last_at_ms),
+                last_post_at_ms = max(last_post_at_ms, excluded.last_post_at_ms);
+        END""",
+        # The newest times are looked up again only when the newest row itself goes, on the
+        # (board, created_at_ms, id) index.
+        """CREATE TRIGGER board_stats_delete AFTER DELETE ON posts BEGIN
+            UPDATE board_stats SET
+                posts = posts - (old.kind IN ('post', 'reply')), rows = rows - 1,
+                last_at_ms = CASE WHEN old.created_at_ms < last_at_ms THEN last_at_ms ELSE coalesce(
+                    (SELECT max(created_at_ms) FROM posts WHERE board = old.board), 0) END,
+                last_post_at_ms = CASE
+                    WHEN old.kind NOT IN ('post', 'reply') OR old.created_at_ms < last_post_at_ms
+                    THEN last_post_at_ms
+                    ELSE coalesce((SELECT created_at_ms FROM posts WHERE board = old.board
+                                   AND kind IN ('post', 'reply') ORDER BY created_at_ms DESC LIMIT 1), 0) END
+            WHERE board = old.board;
+            DELETE FROM board_stats WHERE board = old.board AND rows <= 0;
+        END""",
+        # "parent IS NOT NULL" repeats the WHERE of the partial index posts_parent_time, so that
+        # SQLite reads the replies off that index (and the newest without sorting them).
+        # One look at the replies stored before their thread (usually none): an aggregate
+        # without GROUP BY gives one row, zero replies included.
+        """CREATE TRIGGER threads_insert_post AFTER INSERT ON posts WHEN new.kind = 'post' BEGIN
+            INSERT OR REPLACE INTO threads (seq, id, board, last_at_ms, replies)
+            SELECT new.seq, new.id, new.board, max(new.created_at_ms, coalesce(max(created_at_ms), 0)), count(*)
+            FROM posts WHERE parent = new.id AND parent IS NOT NULL AND kind = 'reply';
+        END""",
+        """CREATE TRIGGER threads_insert_reply AFTER INSERT ON posts
+           WHEN new.kind = 'reply' AND new.parent IS NOT NULL BEGIN
+            UPDATE threads SET replies = replies + 1, last_at_ms = max(last_at_ms, new.created_at_ms)
+            WHERE seq = (SELECT seq FROM posts WHERE id = new.parent);
+        END""",
+        """CREATE TRIGGER threads_delete_post AFTER DELETE ON posts WHEN old.kind = 'post' BEGIN
+            DELETE FROM threads WHERE seq = old.seq;
+        END""",
+        """CREATE TRIGGER threads_delete_reply AFTER DELETE ON posts
+           WHEN old.kind = 'reply' AND old.parent IS NOT NULL BEGIN
+            UPDATE threads SET replies = replies - 1,
+                last_at_ms = CASE WHEN old.created_at_ms < last_at_ms THEN last_at_ms ELSE max(
+                    coalesce((SELECT created_at_ms FROM posts WHERE id = old.parent), 0),
+                    coalesce((SELECT created_at_ms FROM posts
+                              WHERE parent = old.parent AND parent IS NOT NULL AND kind = 'reply'
+                              ORDER BY created_at_ms DESC LIMIT 1), 0)) END
+            WHERE seq = (SELECT seq FROM posts WHERE id = old.parent);
+        END""",
+        # Fill both from the rows already stored (an existing store upgrades in place).
+        """INSERT INTO board_stats (board, posts, rows, last_at_ms, last_post_at_ms)
+           SELECT board, sum(kind IN ('post', 'reply')), count(*), max(created_at_ms),
+                  coalesce(max(CASE WHEN kind IN ('post', 'reply') THEN created_at_ms END), 0)
+           FROM posts GROUP BY board""",
+        """INSERT INTO threads (seq, id, board, last_at_ms, replies)
+           SELECT p.seq, p.id, p.board, max(p.created_at_ms, coalesce(max(r.created_at_ms), 0)), count(r.seq)
+           FROM posts AS p LEFT JOIN posts AS r ON r.parent = p.id AND r.kind = 'reply'
+           WHERE p.kind = 'post' GROUP BY p.seq""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+def _migration_5_member_marks(db: sqlite_utils.Database) -> None:
+    # What the member UI remembers of the member's reading, on this node only (node/store/marks.py).
+    statements = [
+        # The newest post seq stored when the member last opened a board or a thread.
+        """CREATE TABLE visits (
+            scope TEXT NOT NULL CHECK (scope IN ('board', 'thread')),
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX visits_age ON visits (at_ms)",
+        # Replies to a post of a local pseudonym, by a key that is not one: kept by the
+        # triggers below, so that the "replies to your pseudonyms" page reads one index page.
+        """CREATE TABLE replies_to_me (
+            seq INTEGER PRIMARY KEY,
+            id BLOB NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            parent_author BLOB NOT NULL
+        )""",
+        "CREATE INDEX replies_to_me_time ON replies_to_me (created_at_ms, id)",
+        "CREATE INDEX replies_to_me_author ON replies_to_me (parent_author)",
+        # A reply whose parent is already here and is a local pseudonym's.
+        """CREATE TRIGGER replies_to_me_reply AFTER INSERT ON posts
+           WHEN new.kind = 'reply' AND new.parent IS NOT NULL
+                AND new.author NOT IN (SELECT public_key FROM identities) BEGIN
+            INSERT OR IGNORE INTO replies_to_me (seq, id, created_at_ms, parent_author)
+            SELECT new.seq, new.id, new.created_at_ms, p.author FROM posts AS p
+            WHERE p.id = new.parent AND p.author IN (SELECT public_key FROM identities);
+        END""",
+        # A local pseudonym's post that arrives after replies to it (gossip keeps no order).
+        """CREATE TRIGGER replies_to_me_parent AFTER INSERT ON posts
+           WHEN new.author IN (SELECT public_key FROM identities) BEGIN
+            INSERT OR IGNORE INTO replies_to_me (seq, id, created_at_ms, parent_author)
+            SELECT r.seq, r.id, r.created_at_ms, new.author FROM posts AS r
+            WHERE r.parent = new.id AND r.kind = 'reply' AND r.author NOT IN (SELECT public_key FROM identities);
+        END""",
+        """CREATE TRIGGER replies_to_me_delete AFTER DELETE ON posts WHEN old.kind = 'reply' BEGIN
+            DELETE FROM replies_to_me WHERE seq = old.seq;
+        END""",
+        # A pseudonym created or imported here: its posts are found by reading every post once.
+        """CREATE TRIGGER replies_to_me_identity AFTER INSERT ON identities BEGIN
+            INSERT OR IGNORE INTO replies_to_me (seq, id, created_at_ms, parent_author)
+            SELECT r.seq, r.id, r.created_at_ms, p.author FROM posts AS p
+            JOIN posts AS r ON r.parent = p.id AND r.kind = 'reply'
+            WHERE p.author = new.public_key AND r.author NOT IN (SELECT public_key FROM identities);
+        END""",
+        """CREATE TRIGGER replies_to_me_identity_gone AFTER DELETE ON identities BEGIN
+            DELETE FROM replies_to_me WHERE parent_author = old.public_key;
+        END""",
+        # A store upgraded in place: fill the table from what is stored.
+        """INSERT OR IGNORE INTO replies_to_me (seq, id, created_at_ms, parent_author)
+           SELECT r.seq, r.id, r.created_at_ms, p.author FROM identities AS i
+           JOIN posts AS p ON p.author = i.public_key
+           JOIN posts AS r ON r.parent = p.id AND r.kind = 'reply'
+           WHERE r.author NOT IN (SELECT public_key FROM identities)""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
 #: The migrations, in order: the one at index ``n`` turns version ``n`` into ``n + 1``.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _migration_1_initial, _migration_2_reply_order, _migration_3_moderation,
+    _migration_1_initial, _migration_2_reply_order, _migration_3_moderation, _migration_4_reading_tables,
+    _migration_5_member_marks,
 )
 
 #: The schema version this code writes (the number of migrations).

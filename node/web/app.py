@@ -56,7 +56,24 @@ from .base import (
 )
 from .i18n import N_, Msg
 from .live import LiveFeed
-from .pages import authors, boards, compose, language, moderation, pseudonyms, search, status, thread, updates
+from .pages import (
+    authors,
+    boards,
+    compose,
+    keyfiles,
+    language,
+    moderation,
+    peers,
+    pseudonyms,
+    replies,
+    rescue,
+    search,
+    status,
+    thread,
+    updates,
+    welcome,
+)
+from .peersync import SYNC_NOW, SyncNow
 from .sessions import SessionStore
 
 __all__ = ["UI", "WebUI", "NodeInfo", "make_ui_app", "add_routes", "MAX_FORM_BYTES", "CSRF_FIELD",
@@ -105,24 +122,37 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return await _refuse(request, ui, 403, Msg(N_("This form was sent from another site, so it was refused.")))
         if not security.fetch_site_allowed(request.headers.get("Sec-Fetch-Site")):
             return await _refuse(request, ui, 403, Msg(N_("This form was sent from another site, so it was refused.")))
-        if session is None:
+        # A post or reply form from before a restart keeps its text (pages/rescue.py).
+        keep_text = rescue.rescuable(request)
+        if session is None and not keep_text:
             return await _refuse(request, ui, 403, Msg(N_(
                 "Your session has expired (or the node was restarted). Nothing was changed: "
                 "go back, reload the page and try again.")))
-        st.session = session
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
             return await _refuse(request, ui, 413, Msg(N_("This form is too large to be sent.")))
-        if request.content_type != "application/x-www-form-urlencoded":  # what the UI's forms send
+        # What the UI's forms send; the key file upload is the one multipart form.
+        if request.content_type != "application/x-www-form-urlencoded" and not (
+                request.content_type == "multipart/form-data" and request.path == keyfiles.IMPORT_PATH):
             return await _refuse(request, ui, 403, Msg(N_("This request is not a form of this page.")))
         try:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
             return await _refuse(request, ui, 413, Msg(N_("This form is too large to be sent.")))
         token = form.get(CSRF_FIELD)
-        if not isinstance(token, str) or not security.tokens_equal(token, session.csrf):
+        if session is None or not isinstance(token, str) or not security.tokens_equal(token, session.csrf):
+            if keep_text:
+                new_session = session is None
+                if session is None:
+                    session = ui.sessions.create()
+                ui.sessions.touch(session)
+                kept = rescue.rescue_submission(ui, session, form)
+                if new_session:
+                    kept.set_cookie(cookie, session.id, httponly=True, samesite="Strict", path="/")
+                return kept
             return await _refuse(request, ui, 403, Msg(N_(
                 "This form's security token is missing or out of date. Nothing was changed: "
                 "go back, reload the page and try again.")))
+        st.session = session
         st.form = form
     elif request.method in ("GET", "HEAD"):
         if session is None:
@@ -175,6 +205,8 @@ def make_ui_app(core: NodeCore, keys: KeyStore, config: Config, *, node: NodeInf
         static=load_static(),
         listen_host=host,
     )
+    # The running node's own peer client, when it offers one (node/web/peersync.py).
+    app[SYNC_NOW] = SyncNow(core, config, getattr(node, "peer_client", None))
     app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/static/{name}", serve_static)
@@ -217,6 +249,17 @@ def add_routes(router: web.UrlDispatcher) -> None:
     get("/status", status.status_page)
     post("/lang", language.set_language)
     get("/api/updates", updates.updates)
+    get("/welcome", welcome.welcome_page)
+    get("/peers", peers.peers_index)
+    get("/api/sync", peers.sync_status)
+    post("/peers/add", peers.peer_add)
+    post("/peers/remove", peers.peer_remove)
+    post("/peers/sync", peers.peers_sync)
+    get("/replies", replies.replies_page)
+    get("/ids/import", keyfiles.import_page)
+    post("/ids/import", keyfiles.import_key)
+    get("/ids/remove", keyfiles.remove_page)
+    post("/ids/remove", keyfiles.remove_key)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -236,3 +279,5 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             ui.sessions.lock_all()
+            if SYNC_NOW in app:
+                await app[SYNC_NOW].close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dazibao.protocol import identity
@@ -31,7 +31,7 @@ from dazibao.protocol.posts import KIND_PROFILE, KIND_RETRACT, Post
 from ..service import StoreThread
 from ..store import PostRow, Store
 
-__all__ = ["HIDDEN_META", "Profile", "AuthorView", "AuthorBook", "fingerprint"]
+__all__ = ["HIDDEN_META", "Profile", "AuthorView", "AuthorBook", "fingerprint", "read_author_views"]
 
 HIDDEN_META = "web.hidden_authors"
 _PAGE = 1_000
@@ -219,3 +219,20 @@ class AuthorBook:
         await self._db.call(Store.set_meta, HIDDEN_META, value)
         self.hidden = frozenset(current)
         return True
+
+
+def read_author_views(store: Store) -> Callable[[bytes], AuthorView]:
+    """How the public view shows each author, from one read of ``store``'s profiles.
+
+    For a reader with no session and no local pseudonyms (the static copy, node/publish.py):
+    the latest published name, marked when another key uses it too; nobody is hidden.
+    """
+    names = _read_names(store)
+
+    def view(author: bytes) -> AuthorView:
+        profile = names.latest.get(author)
+        name = profile.name if profile else None
+        shared = name is not None and bool(names.by_name.get(name, set()) - {author})
+        return AuthorView(author, name, shared, False, False)
+
+    return view

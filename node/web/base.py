@@ -23,6 +23,8 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from dazibao.protocol import limits
+
 from ..config import Config
 from ..keys import KeyStore
 from ..service import NodeCore
@@ -32,6 +34,7 @@ from .i18n import N_, Msg
 from .live import LiveFeed
 from .render import render_body
 from .sessions import Session, SessionStore
+from .textlang import lang_attr, number, when_zoned
 
 __all__ = [
     "MAX_FORM_BYTES", "CSRF_FIELD", "LANG_COOKIE", "NodeInfo", "session_cookie_name", "StaticFile", "Templates",
@@ -92,6 +95,9 @@ class Templates:
             env.filters["board_url"] = board_url
             env.filters["body"] = render_body
             env.filters["q"] = lambda value: quote(str(value), safe="")
+            env.filters["num"] = number
+            env.filters["langattr"] = lang_attr
+            env.globals["max_body_bytes"] = limits.MAX_BODY_BYTES
             env.tests["msg"] = lambda value: isinstance(value, Msg)
             self.envs[lang] = env
 
@@ -111,11 +117,8 @@ def _make_translate(tr: gettext.NullTranslations) -> Callable[[Any], str]:
 
 
 def when(ms: int) -> str:
-    """A post time as the member's machine shows it (its local time zone), to the minute."""
-    try:
-        return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-    except (OverflowError, OSError, ValueError):
-        return "?"
+    """A post time in the node's local time zone, to the minute, with the zone (textlang.py)."""
+    return when_zoned(ms)
 
 
 def iso(ms: int) -> str:

@@ -11,8 +11,9 @@ A session also keeps the member's drafts (the text of a post or reply not yet pu
 form) in memory only, and what it needs to tell a browser's resubmission of a form from a new
 submission: every writing form carries a form token (:meth:`Session.form_token`) naming the
 session's lock epoch, which the idle lock advances, and a token that published once is
-remembered (:meth:`Session.spend_form`).  Drafts are never written to disk, so they do not
-survive a restart of the node (docs/web-ui.md, "Drafts").
+remembered (:meth:`Session.spend_form`).  Drafts are never written to disk: a restart of the
+node forgets them, and a post form still open in the browser brings its text back as a draft
+of the new process when it is sent (node/web/pages/rescue.py; docs/web-ui.md, "Drafts").
 """
 
 from __future__ import annotations
@@ -188,6 +189,11 @@ class SessionStore:
                 self._forget(session)
             else:
                 self._lock_if_idle(session, now)
+
+    def lock_everywhere(self, fingerprint: str) -> None:
+        """Forget one pseudonym's key in every session (its key file is being removed)."""
+        for session in self._sessions.values():
+            session.lock(fingerprint)
 
     def lock_all(self) -> None:
         for session in self._sessions.values():

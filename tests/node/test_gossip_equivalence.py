@@ -72,7 +72,8 @@ async def test_the_node_and_the_simulation_make_the_same_decisions(tmp_path):
     finally:
         for node in nodes:
             await node.stop()
-    settings = SimConfig(fanout=3, sync_interval_ms=1_000, peer_exchange=True, max_peers=64, allow_private=True)
+    settings = SimConfig(fanout=3, sync_interval_ms=1_000, peer_exchange=True, max_peers=64, allow_private=True,
+                         stem=True)
     for node, seed in zip(nodes, seeds, strict=True):
         recorded = [actions for _, _, actions in node.trace]
         assert replay(node, settings, seed) == recorded

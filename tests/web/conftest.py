@@ -115,6 +115,7 @@ class Harness:
                 store.get_meta(HIDDEN_META),
                 store.get_meta("boards"),
                 store.watermark(),
+                sorted(p.url for p in store.list_peers()),
             )
 
         stored = await self.core.db.call(read)

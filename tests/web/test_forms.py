@@ -28,8 +28,9 @@ async def _alice(h, board: str = "labor") -> None:
 BAD_COMPOSE = [
     ({"board": "labor", "body": ""}, "the text is empty", "正文是空的"),
     ({"board": "labor", "body": "   \n\t  "}, "the text is empty", "正文是空的"),
-    ({"board": "labor", "body": "x" * (limits.MAX_BODY_BYTES + 1)}, "the limit is 16384 bytes", "上限是 16384 字节"),
-    ({"board": "labor", "body": "工" * 6000}, "18000 bytes long", "18000 字节"),
+    ({"board": "labor", "body": "x" * (limits.MAX_BODY_BYTES + 1)}, "1 character too long", "超出 1 个字"),
+    # 6,000 Chinese characters are 18,000 bytes: 539 of them are over the 16,384-byte limit.
+    ({"board": "labor", "body": "工" * 6000}, "539 characters too long", "超出 539 个字"),
     ({"board": "labor", "body": "bell \x07 character"}, "invisible control character", "不可见控制字符"),
     ({"board": "", "body": "hello"}, "board name is not allowed", "版块名不可用"),
     ({"board": "b" * 65, "body": "hello"}, "board name is not allowed", "版块名不可用"),
@@ -119,8 +120,8 @@ async def test_unlock_errors(harness):
     await harness.post("/ids/lock", {"fp": "all"})
     before = await harness.snapshot()
     for fields, english, chinese in [
-        ({"fp": fp, "passphrase": "wrong passphrase"}, "Wrong passphrase for alice", "alice 的口令不对"),
-        ({"fp": fp, "passphrase": ""}, "Type the pseudonym's passphrase", "请输入该化名的口令"),
+        ({"fp": fp, "passphrase": "wrong passphrase"}, "Wrong passphrase for alice", "alice 的密码不对"),
+        ({"fp": fp, "passphrase": ""}, "Type the pseudonym's passphrase", "请输入这个化名的密码"),
         ({"fp": "no-such-fingerprint", "passphrase": PASSPHRASE}, "no such pseudonym", "没有这个化名"),
     ]:
         for lang, fragment in [("en", english), ("zh-Hans", chinese)]:

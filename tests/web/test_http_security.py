@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from dazibao.node.store import Store
+from dazibao.node.web.pages.rescue import RESCUED_PATHS
 from dazibao.node.web.security import CONTENT_SECURITY_POLICY
 from dazibao.protocol import posts
 
@@ -51,7 +52,17 @@ def _forms(m: dict) -> list[tuple[str, dict]]:
         ("/ids/use", {"fp": m["fp"]}),
         ("/ids/export", {"fp": m["fp"]}),
         ("/lang", {"lang": "zh-Hans"}),
+        ("/peers/add", {"url": "http://127.0.0.1:9"}),
+        ("/peers/sync", {}),
+        ("/peers/remove", {"url": "http://127.0.0.1:9"}),
+        # Last: it deletes the key file the forms above use.
+        ("/ids/remove", {"fp": m["fp"], "confirm_name": "alice"}),
     ]
+
+
+#: Attacks that a post or reply form survives with its text kept as a draft and nothing
+#: published, when the browser says it was sent from the UI's own page (pages/rescue.py).
+_TEXT_KEPT = ("no_token", "wrong_token", "empty_token", "other_session_token", "no_session")
 
 
 async def test_every_form_works_when_the_request_is_genuine(harness):
@@ -60,7 +71,7 @@ async def test_every_form_works_when_the_request_is_genuine(harness):
         before = await harness.snapshot()
         resp = await harness.post(path, fields)
         assert resp.status in (200, 303), (path, resp.status, await resp.text())
-        if path not in ("/ids/export", "/ids/use", "/ids/unlock", "/lang", "/boards/follow"):
+        if path not in ("/ids/export", "/ids/use", "/ids/unlock", "/lang", "/boards/follow", "/peers/sync"):
             assert await harness.snapshot() != before, path
 
 
@@ -104,9 +115,12 @@ async def test_refused_requests_change_nothing(harness, attack):
         else:
             resp = await harness.post(path, fields, token=token, headers=headers)
             status, text, cookies = resp.status, await resp.text(), resp.headers.get("Set-Cookie", "")
-        assert status == 403, (path, attack, status)
+        if path in RESCUED_PATHS and attack in _TEXT_KEPT:
+            assert status == 303, (path, attack, status)
+        else:
+            assert status == 403, (path, attack, status)
+            assert "Request refused" in text
         assert "dazibao_lang" not in cookies
-        assert "Request refused" in text
         assert await harness.snapshot() == before, (path, attack)
 
 
@@ -127,10 +141,15 @@ async def test_expired_session_is_refused_and_changes_nothing(harness):
     harness.ui.sessions._forget(session)  # as after a restart of the node
     for path, fields in _forms(m):
         before = await harness.snapshot()
+        if (kept := harness.session()) is not None:  # the session a kept text started
+            harness.ui.sessions._forget(kept)
         resp = await harness.client.post(path, data={**fields, "csrf_token": token},
                                          headers={"Origin": harness.origin}, allow_redirects=False)
-        assert resp.status == 403, path
-        assert "session has expired" in await resp.text()
+        if path in RESCUED_PATHS:  # the text is kept as a draft, nothing is published
+            assert resp.status == 303, path
+        else:
+            assert resp.status == 403, path
+            assert "session has expired" in await resp.text()
         assert await harness.snapshot() == before
 
 

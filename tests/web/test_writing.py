@@ -66,7 +66,7 @@ async def test_every_writing_form_says_who_publishes(harness):
         text = await _page(harness, path)
         assert re.search(r'class="publishing-as">Publishing as <bdi class="name">alice</bdi>.*' + fp, text), path
     zh = await (await harness.client.get("/b/labor", headers={"Accept-Language": "zh"})).text()
-    assert "发布身份" in zh
+    assert "发布者" in zh
     await _new_id(harness, "bob")
     text = await _page(harness, f"/p/{root.id.hex()}")
     assert 'class="publishing-as">Publishing as' in text and "alice · " + fp in text

@@ -66,10 +66,10 @@ async def author_page(request: web.Request) -> web.Response:
         return invalid(request, exc, 404)
     authors = await authors_of(request)
     view = authors.view(key)
-    rows, complete = ([], True) if view.hidden else await ui.core.db.call(
+    rows, complete = ([], True) if view.hidden else await ui.core.reads.call(
         _recent_by_author, key, AUTHOR_SCAN_ROWS, AUTHOR_POSTS_SHOWN)
     history = ui.authors.history(key)
-    about, moderates = await ui.core.db.call(_moderation_facts, key, ui.core.now_ms())
+    about, moderates = await ui.core.reads.call(_moderation_facts, key, ui.core.now_ms())
     mod = await moderation_of(request, authors, {r.board for r in rows} | {board for board, _ in about})
     suggestions = sorted(set(ui.core.boards) | {r.board for r in rows} | {p.board for p in history})
     return ui.page(request, "author.html", nav="", title=view.name or view.fingerprint, author=view,

@@ -12,11 +12,13 @@ from aiohttp import web
 from dazibao.protocol import limits, posts
 from dazibao.protocol.errors import BoardError
 
-from ...store import BoardInfo, Store
+from ...store import BoardInfo, Store, ThreadRow
 from ..base import UI, WebUI, board_url, redirect, state
 from ..i18n import N_, Msg
 from ..sessions import Session
+from . import unread, welcome
 from .common import (
+    HEX_ID,
     FormError,
     ThreadView,
     authors_of,
@@ -33,7 +35,7 @@ from .moderation import charter_view
 from .writing import answered_by_others, fill_form
 
 __all__ = ["PAGE_SIZE", "BOARDS_PAGE_SIZE", "BoardsQuery", "boards_page", "index", "open_board", "ensure_carried",
-           "follow", "unfollow", "carry_all", "board_page"]
+           "follow", "unfollow", "carry_all", "board_page", "ThreadsQuery", "threads_query", "threads_window"]
 
 #: Threads on one page of a board.
 PAGE_SIZE = 25
@@ -119,7 +121,7 @@ async def boards_page(request: web.Request, errors: list[Msg] | None = None, sta
         query = boards_query(request)
     except FormError as exc:
         query, errors, status = BoardsQuery(), [exc.msg], 400
-    infos, more = await ui.core.db.call(boards_window, query, ui.core.boards, BOARDS_PAGE_SIZE)
+    infos, more = await ui.core.reads.call(boards_window, query, ui.core.boards, BOARDS_PAGE_SIZE)
     boards = [
         {"name": info.board, "posts": info.posts, "last_at_ms": info.last_at_ms, "carried": ui.core.carries(info.board)}
         for info in infos
@@ -128,7 +130,10 @@ async def boards_page(request: web.Request, errors: list[Msg] | None = None, sta
     if more and infos:
         last = infos[-1]
         next_url = query.link(after=last.board, at=None if query.by_name else last.last_at_ms)
+    new_posts = await unread.new_on_boards(request, [info.board for info in infos])
+    first = await welcome.first_steps(request)
     return ui.page(request, "boards.html", status=status, nav="boards", boards=boards,
+                   new_posts=new_posts, unread_cap=unread.SCAN, first_steps=first,
                    carry_all=not ui.core.boards, errors=errors or [], query=query,
                    next_url=next_url, first_url=query.link(after=None, at=None) if query.after is not None else "",
                    by_name_url=query.link(order="name", after=None, at=None),
@@ -185,7 +190,7 @@ async def unfollow(request: web.Request) -> web.Response:
     if ui.core.boards:
         chosen = set(ui.core.boards) - {board}
     else:
-        chosen = {info.board for info in await ui.core.db.call(Store.boards)} - {board}
+        chosen = {info.board for info in await ui.core.reads.call(Store.boards)} - {board}
     if not chosen:
         return await boards_page(request, [Msg(N_(
             "This is the only board this node carries. Follow another board first, or choose "
@@ -208,6 +213,60 @@ async def carry_all(request: web.Request) -> web.Response:
     return redirect("/")
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadsQuery:
+    """Which page of a board's threads a request asks for (see :func:`threads_query`)."""
+
+    page: int = 1  # shown, and how deep a link without a cursor goes
+    before: tuple[int, bytes] | None = None  # (last_at_ms, id) of the previous page's last thread
+
+
+def threads_query(request: web.Request) -> ThreadsQuery:
+    """The page number and cursor (``at``: last activity in ms, ``after``: the thread's id in
+    hex) of a board page, from the query string.  Without a cursor, ``page=N`` still works.
+
+    Raises FormError for a position that no page of the board links to.
+    """
+    page = page_number(request)
+    at_text, after_text = request.query.get("at"), request.query.get("after")
+    if at_text is None and after_text is None:
+        return ThreadsQuery(page)
+    if (page < 2 or at_text is None or after_text is None or not _MS.match(at_text)
+            or not HEX_ID.match(after_text)):
+        raise bad_position()
+    return ThreadsQuery(page, (int(at_text), bytes.fromhex(after_text)))
+
+
+def threads_window(store: Store, board: str, query: ThreadsQuery,
+                   limit: int) -> tuple[list[ThreadRow], tuple[int, bytes] | None]:
+    """One page of the board's threads (``limit + 1`` rows, to know whether there is an older
+    page) and the cursor of the page before it (None: that is the first page).
+
+    Every read is one page of the maintained thread index, however deep the page, except a
+    ``page=N`` without a cursor, which walks that index (not the posts) to find where page N
+    starts.
+    """
+    before = query.before
+    if before is None and query.page > 1:
+        before = store.thread_cursor(board, (query.page - 1) * limit - 1)
+        if before is None:
+            return [], None
+    rows = store.threads(board, limit + 1, before=before)
+    newer = None if before is None or query.page <= 2 else store.newer_thread_cursor(board, before, limit)
+    return rows, newer
+
+
+def _threads_link(board: str, page: int, cursor: ThreadRow | tuple[int, bytes] | None) -> str:
+    """The address of page ``page`` of ``board``, continuing after ``cursor``."""
+    if isinstance(cursor, ThreadRow):
+        cursor = (cursor.last_at_ms, cursor.post.id)
+    if page <= 1:
+        return board_url(board)
+    if cursor is None:
+        return board_url(board) + "?" + urlencode({"page": page})
+    return board_url(board) + "?" + urlencode({"page": page, "at": cursor[0], "after": cursor[1].hex()})
+
+
 async def board_page(request: web.Request) -> web.Response:
     ui = request.app[UI]
     try:
@@ -215,17 +274,18 @@ async def board_page(request: web.Request) -> web.Response:
     except FormError as exc:
         return invalid(request, exc, 404)
     try:
-        page = page_number(request)
+        query = threads_query(request)
     except FormError as exc:
         return invalid(request, exc)
-    rows = await ui.core.db.call(Store.threads, board, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    page = query.page
+    rows, newer = await ui.core.reads.call(threads_window, board, query, PAGE_SIZE)
     more = len(rows) > PAGE_SIZE
     authors = await authors_of(request)
     mod = await moderation_of(request, authors, [board])
     # A hidden author's thread stays listed (without its title) when others replied to it:
     # hiding an author hides their posts, not the replies of others.
     hidden_roots = [t.post.id for t in rows[:PAGE_SIZE] if authors.hidden(t.post.author) and t.replies]
-    answered = await ui.core.db.call(answered_by_others, hidden_roots, ui.authors.hidden) if hidden_roots else set()
+    answered = await ui.core.reads.call(answered_by_others, hidden_roots, ui.authors.hidden) if hidden_roots else set()
     threads = [ThreadView(mod.post(t.post), t.replies, t.last_at_ms, author_hidden=authors.hidden(t.post.author))
                for t in rows[:PAGE_SIZE] if not authors.hidden(t.post.author) or t.post.id in answered]
     hidden = min(len(rows), PAGE_SIZE) - len(threads)
@@ -233,8 +293,12 @@ async def board_page(request: web.Request) -> web.Response:
     fill_form(state(request).session, form)
     live = "/api/updates?" + urlencode({"board": board}) if page == 1 else ""
     # The charter is a suggestion to the member; the public view shows only who moderates.
-    charter = None if ui.public else charter_view(mod, await ui.core.db.call(Store.charter, board))
+    charter = None if ui.public else charter_view(mod, await ui.core.reads.call(Store.charter, board))
+    visit = await unread.visit_board(request, board, [t.post.row.id for t in threads])
     return ui.page(request, "board.html", nav="boards", title=board, board=board, threads=threads,
+                   visit=visit, unread_cap=unread.SCAN,
                    page=page, more=more, hidden=hidden, carried=ui.core.carries(board),
+                   newer_url=_threads_link(board, page - 1, newer) if page > 1 else "",
+                   older_url=_threads_link(board, page + 1, rows[PAGE_SIZE - 1]) if more else "",
                    form=form, live_url=live, moderators=mod.moderators(board),
                    charter=charter)

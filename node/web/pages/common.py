@@ -33,7 +33,7 @@ from ..sessions import Session, Unlocked
 
 __all__ = [
     "MAX_PAGE", "HEX_ID", "FormError", "own_signer", "PostView", "ThreadView", "Authors", "authors_of", "Moderation",
-    "moderation_of", "parse_post_id",
+    "moderation_of", "parse_post_id", "characters_over",
     "parse_author_key", "parse_board", "parse_body", "parse_display_name", "page_number", "bad_position", "field",
     "invalid", "next_location", "compose_form", "get_post", "not_here",
 ]
@@ -148,7 +148,7 @@ async def moderation_of(request: web.Request, authors: Authors, boards: Iterable
     """What ``request`` knows of moderation on ``boards``: one call on the store's thread."""
     ui = request.app[UI]
     wanted = sorted(set(boards))
-    found = await ui.core.db.call(read_boards, wanted, ui.core.now_ms()) if wanted else {}
+    found = await ui.core.reads.call(read_boards, wanted, ui.core.now_ms()) if wanted else {}
     return Moderation(authors, found)
 
 
@@ -178,6 +178,18 @@ def parse_board(text: str) -> str:
             "the beginning or the end."), {"max": limits.MAX_BOARD_CHARS})) from None
 
 
+def characters_over(text: str, max_bytes: int) -> int:
+    """How many characters must go from the end of ``text`` for its UTF-8 to fit ``max_bytes``."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    over = 0
+    for ch in reversed(text):
+        if size <= max_bytes:
+            break
+        size -= len(ch.encode("utf-8", "surrogatepass"))
+        over += 1
+    return over
+
+
 def parse_body(text: str) -> str:
     """A post's text with its line ends made ``\\n``; raises FormError if empty, too long or not postable."""
     body = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -185,8 +197,12 @@ def parse_body(text: str) -> str:
         raise FormError(Msg(N_("Write something first: the text is empty.")))
     size = len(body.encode("utf-8", "surrogatepass"))
     if size > limits.MAX_BODY_BYTES:
-        raise FormError(Msg(N_("The text is %(size)s bytes long; the limit is %(limit)s bytes. Shorten it."),
-                            {"size": size, "limit": limits.MAX_BODY_BYTES}))
+        # Members count characters, not bytes: say how many characters to remove (a Chinese
+        # character takes three bytes, a Latin letter one), as the counter in live.js does.
+        over = characters_over(body, limits.MAX_BODY_BYTES)
+        if over == 1:
+            raise FormError(Msg(N_("The text is 1 character too long. Shorten it.")))
+        raise FormError(Msg(N_("The text is %(over)s characters too long. Shorten it."), {"over": f"{over:,}"}))
     try:
         return posts.check_text_body(body)
     except BodyError:
@@ -238,7 +254,7 @@ def compose_form(board: str = "", parent: str = "", body: str = "", as_fp: str =
 
 
 async def get_post(ui: WebUI, post_id: bytes) -> PostRow | None:
-    return await ui.core.db.call(Store.get, post_id)
+    return await ui.core.reads.call(Store.get, post_id)
 
 
 async def own_signer(ui: WebUI, session: Session, author: bytes, *, locked: Msg, foreign: Msg) -> Unlocked:

@@ -30,8 +30,8 @@ async def status_page(request: web.Request) -> web.Response:
     core = ui.core
     peers: list[PeerRow] = await core.db.call(Store.list_peers)
     now = core.now_ms()
-    stored = await core.db.call(Store.count)
-    boards = await core.db.call(Store.board_count)
+    stored = await core.reads.call(Store.post_count)
+    boards = await core.reads.call(Store.board_count)
     last_sync = max((p.last_ok_at_ms or 0 for p in peers), default=0)
     rows: list[ModeratorRow] = await core.db.call(Store.moderators)
     refusals = await core.db.call(Store.refusal_counts)

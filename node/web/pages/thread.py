@@ -14,6 +14,7 @@ from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 from ...store import PostRow, Store
 from ..base import UI, state
 from ..render import title_of
+from . import unread
 from .common import (
     FormError,
     authors_of,
@@ -54,7 +55,7 @@ async def thread_page(request: web.Request) -> web.Response:
             raise bad_position()
     except FormError as exc:
         return invalid(request, exc)
-    window = await ui.core.db.call(reply_window, post_id, REPLIES_PAGE_SIZE, after, before, newest)
+    window = await ui.core.reads.call(reply_window, post_id, REPLIES_PAGE_SIZE, after, before, newest)
     replies_rows = window.rows
     mod = await moderation_of(request, authors, [row.board])
     replies = [mod.post(r) for r in replies_rows if not authors.hidden(r.author)]
@@ -84,8 +85,15 @@ async def thread_page(request: web.Request) -> web.Response:
         # The reply form defaults to the pseudonym the member last used in this thread.
         if not form["as"] and thread_signer is not None and thread_signer.fingerprint in session.unlocked:
             form["as"] = thread_signer.fingerprint
+    # The marker goes above the first reply on this page that arrived since the last visit
+    # (the member's own replies are never new).
+    since = await unread.visit_thread(request, row.board, row.id)
+    local_keys = {p.public_key for p in authors.local}
+    first_new = next((r.hex for r in replies if since is not None and r.row.seq > since
+                      and r.row.author not in local_keys), "")
     return ui.page(
         request, "thread.html", nav="boards", title=title_of(row.body) if shown_title else "",
+        first_new=first_new,
         post=post, parent=mod.post(parent) if parent else None,
         can_moderate=bool(state(request).session.unlocked) and not ui.public,
         root_hidden=authors.hidden(row.author), replies=replies, hidden=len(replies_rows) - len(replies),

@@ -1,9 +1,50 @@
-// dazibao member UI: optional live updates.  The pages work without this file.
+// dazibao member UI: optional live updates and the characters-left counter.  The pages work
+// without this file (the server then says how many characters are too many).
+//
+// The counter: a textarea with data-max-bytes names its counter (aria-describedby); it shows
+// how many more characters of the kind typed so far fit (a Chinese character takes three bytes
+// of UTF-8, a Latin letter one), or how many characters are too many, counted as the server
+// counts them (node/web/pages/common.py, characters_over).
 //
 // A page that shows a board or a thread names a JSON endpoint of this same node
 // (data-url on #live) and the point it was rendered at (data-cursor).  Every few seconds this
 // asks for what arrived since and adds it to the page, built with createElement and
 // textContent only: text from other people is never parsed as HTML here.
+(function () {
+  "use strict";
+  function utf8(ch) {
+    var c = ch.codePointAt(0);
+    return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+  }
+
+  function count(area, out) {
+    var max = parseInt(area.dataset.maxBytes, 10);
+    var chars = Array.from(area.value.replace(/\r\n?/g, "\n"));
+    var size = 0;
+    chars.forEach(function (ch) { size += utf8(ch); });
+    var text;
+    if (size > max) {
+      var over = 0;
+      for (var i = chars.length - 1; i >= 0 && size > max; i--) { size -= utf8(chars[i]); over++; }
+      text = out.dataset.msgOver.replace("%(num)s", over.toLocaleString("en"));
+      out.classList.add("over");
+    } else {
+      var perChar = chars.length ? Math.max(1, Math.round(size / chars.length)) : 1;
+      text = out.dataset.msgLeft.replace("%(num)s", Math.floor((max - size) / perChar).toLocaleString("en"));
+      out.classList.remove("over");
+    }
+    if (out.textContent !== text) { out.textContent = text; }
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll("textarea[data-max-bytes]"), function (area) {
+    var out = document.getElementById(area.getAttribute("aria-describedby") || "");
+    if (!out || !out.dataset.msgLeft) { return; }
+    out.hidden = false;
+    count(area, out);
+    area.addEventListener("input", function () { count(area, out); });
+  });
+}());
+
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -109,4 +150,44 @@
   }
 
   schedule();
+}());
+
+// The Peers page while "Sync now" runs: each peer's line follows /api/sync, written with
+// textContent only.  Without this file the page reloads itself (a <noscript> refresh).
+(function () {
+  "use strict";
+  var box = document.getElementById("sync-live");
+  if (!box || !box.dataset.url || !window.fetch) { return; }
+
+  function show(peer) {
+    var lines = box.querySelectorAll("li[data-url]");
+    for (var i = 0; i < lines.length; i += 1) {
+      if (lines[i].dataset.url === peer.url) {
+        lines[i].dataset.phase = peer.phase;
+        lines[i].querySelector(".state").textContent = peer.text;
+      }
+    }
+  }
+
+  function finished() {
+    var note = document.querySelector(".sync-running");
+    if (note) { note.parentNode.removeChild(note); }
+    var button = document.querySelector("form[action='/peers/sync'] button");
+    if (button) { button.disabled = false; }
+  }
+
+  function poll() {
+    fetch(box.dataset.url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (data) {
+        data.peers.forEach(show);
+        if (data.running) { window.setTimeout(poll, 1000); } else { finished(); }
+      })
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+
+  window.setTimeout(poll, 1000);
 }());
