@@ -34,6 +34,7 @@ from .cli_common import (
     read_passphrase,
     reader_board_counts,
     resolve_post_id,
+    unlock_pseudonym,
     unlock_with_retries,
     warn_unknown_boards,
 )
@@ -181,12 +182,7 @@ def post(ctx: Context, board: str | None, as_name: str | None, reply_to: str | N
             posts.check_text_body(text)
         except RemoteProtocolError as exc:
             raise _fail(exc.message) from None
-        keys = ctx.keys()
-        try:
-            pseudonym = keys.find(as_name)
-        except KeyStoreError as exc:
-            raise _fail(str(exc)) from None
-        _, key = unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
+        pseudonym, key = unlock_pseudonym(ctx, as_name, passphrase_file)
         # The same path as the web UI's: on a board where this pseudonym has published no
         # profile yet, its name goes first, so that readers elsewhere see it.
         try:

@@ -19,9 +19,10 @@ from typing import IO, Any, TypeVar
 import click
 
 from dazibao.protocol import posts
+from dazibao.protocol.identity import SigningKey
 
 from .config import Config, ConfigError, DataDir, load_config
-from .keys import KeyStore
+from .keys import KeyStore, Pseudonym
 from .store import Store, StoreError
 
 __all__ = [
@@ -174,6 +175,19 @@ def unlock_with_retries(unlock: Callable[[str], T], passphrase_file: str | None)
                 raise fail(f"{exc}; gave up after {PROMPT_ATTEMPTS} tries") from None
             click.echo(f"{exc}; try again", err=True)
     raise AssertionError("unreachable")
+
+
+def unlock_pseudonym(ctx: Context, name: str | None, passphrase_file: str | None) -> tuple[Pseudonym, SigningKey]:
+    """The pseudonym ``name`` (the only one when None) and its unlocked key, asking for the
+    passphrase as :func:`unlock_with_retries` does.  Raises UserError."""
+    from .keys import KeyStoreError
+
+    keys = ctx.keys()
+    try:
+        pseudonym = keys.find(name)
+    except KeyStoreError as exc:
+        raise fail(str(exc)) from None
+    return unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
 
 
 def when(ms: int) -> str:

@@ -21,11 +21,10 @@ from dazibao.protocol.errors import DazibaoError, RemoteProtocolError
 from dazibao.protocol.moderation import KIND_MODERATION, REASONS
 
 from .authoring import AuthoringError, StoreAuthor
-from .cli_common import Context, json_option, pass_ctx, passphrase_option, unlock_with_retries, when
+from .cli_common import Context, json_option, pass_ctx, passphrase_option, unlock_pseudonym, when
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
 from .config import ConfigError, parse_public_key
-from .keys import KeyStoreError
 from .store import Store, StoreError
 
 __all__ = ["MODERATION_COMMANDS", "moderators_group", "moderate_group"]
@@ -289,13 +288,7 @@ def _moderate(ctx: Context, action: str, board: str, post_id: str | None, author
 
 
 def _unlock(ctx: Context, name: str, passphrase_file: str | None) -> identity.SigningKey:
-    keys = ctx.keys()
-    try:
-        pseudonym = keys.find(name)
-    except KeyStoreError as exc:
-        raise _fail(str(exc)) from None
-    _, key = unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
-    return key
+    return unlock_pseudonym(ctx, name, passphrase_file)[1]
 
 
 for _action, _summary in (

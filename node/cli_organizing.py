@@ -26,10 +26,9 @@ from dazibao.protocol.identity import SigningKey, fingerprint
 from dazibao.protocol.posts import Post
 
 from .authoring import AuthoringError, StoreAuthor
-from .cli_common import Context, json_option, pass_ctx, passphrase_option, resolve_post_id, unlock_with_retries, when
+from .cli_common import Context, json_option, pass_ctx, passphrase_option, resolve_post_id, unlock_pseudonym, when
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
-from .keys import KeyStoreError
 from .store import Store, StoreError
 
 __all__ = ["ORGANIZING_COMMANDS"]
@@ -50,12 +49,7 @@ def _text(text: str | None) -> str:
 def _sign(ctx: Context, store: Store, as_name: str | None, passphrase_file: str | None, board: str,
           make: Callable[[SigningKey], Callable[[int], Post]]) -> Post:
     """Unlock the pseudonym and store what ``make(key)(now_ms)`` signs; one-line errors."""
-    keys = ctx.keys()
-    try:
-        pseudonym = keys.find(as_name)
-    except KeyStoreError as exc:
-        raise _fail(str(exc)) from None
-    _, key = unlock_with_retries(lambda secret: keys.unlock(pseudonym.name, secret), passphrase_file)
+    pseudonym, key = unlock_pseudonym(ctx, as_name, passphrase_file)
     try:
         return StoreAuthor(store).publish(key, pseudonym.name, make(key), board=board, now_ms=_now_ms()).post
     except (AuthoringError, StoreError) as exc:

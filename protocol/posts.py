@@ -140,12 +140,6 @@ STATEMENT_SUBJECTS = ("post", "author")
 _STATEMENT = re.compile("(hide|block|vouch) (post|author) ([a-z][a-z0-9_]{0,31})(?: ([1-9][0-9]{0,12}))?")
 _MODERATOR_LINE = re.compile("moderator ([0-9a-f]{64})")
 
-# Unicode category Cc is exactly U+0000..U+001F and U+007F..U+009F, fixed forever by the
-# Unicode stability policy; one regular-expression search is much faster than asking
-# unicodedata about every character, and this check is on the hot path of ingest.
-_CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_C0_BYTES = bytes(b for b in range(0x20) if b not in b"\n\t") + b"\x7f"
-
 # The largest created_at a post may carry at all (year 2286); the future-skew rule is tighter.
 _MAX_TIME_MS = 10**13 - 1
 
@@ -235,22 +229,9 @@ def check_text_body(body: str) -> str:
 
     1 to 16384 UTF-8 bytes, not only white space, no control characters but tab and newline.
     """
-    if type(body) is not str:
-        raise BodyError("body: expected a string")
-    try:
-        data = body.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BodyError("body is not valid Unicode text") from None
-    if len(data) > limits.MAX_BODY_BYTES:
-        raise BodyError(f"body is {len(data)} bytes, the limit is {limits.MAX_BODY_BYTES}")
+    fields.check_text_chars(body)
     if not body.strip():
         raise BodyError("body is empty")
-    # Fast path on the UTF-8 bytes: C0 controls and DEL are single bytes, and the C1 controls
-    # U+0080..U+009F all start with the byte 0xC2.  Only text that may hold one is searched.
-    if len(data.translate(None, _C0_BYTES)) != len(data) or b"\xc2" in data:
-        bad = _CONTROL_CHARS.search(body)
-        if bad is not None:
-            raise BodyError(f"body contains control character U+{ord(bad.group()):04X}")
     return body
 
 
