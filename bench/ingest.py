@@ -87,6 +87,81 @@ def prefill(data: Path, n: int, seed: int) -> None:
         store.close()
 
 
+#: The insert triggers that keep the reading tables for writes outside the ingest room
+#: (node/store/schema.py, migration 4); the ingest room keeps the tables per batch instead.
+READING_INSERT_TRIGGERS = ("board_stats_insert", "threads_insert_post", "threads_insert_reply")
+
+
+def store_tables_cost(data: Path, folder: Path, n: int, rounds: int) -> dict[str, float]:
+    """What keeping ``threads`` and ``board_stats`` costs ``Store.ingest`` into a copy of the
+    store in ``data``: ``n`` new posts (a fifth of them replies to stored threads) in batches of
+    a push, with the tables kept (as the node does) and with them not kept at all (their insert
+    triggers dropped, the per-batch statements skipped), alternately on fresh copies.  Per post:
+    wall time, CPU time of this process, and pages written to the WAL (exact, unlike time)."""
+    import shutil
+    import statistics
+
+    from dazibao.node.store import ingest as ingest_room
+
+    source = data / "dazibao.db"
+    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    roots = [(bytes(r[0]), r[1]) for r in conn.execute("SELECT id, board FROM threads ORDER BY seq DESC LIMIT 2000")]
+    conn.close()
+    rng = random.Random(11)
+    keys = [identity.SigningKey(rng.randbytes(32)) for _ in range(50)]
+    start = int(time.time() * 1000) - 1_800_000
+    sample = []
+    for i in range(n):
+        parent, board = rng.choice(roots) if i % 5 == 0 else (None, rng.choice(BOARDS))
+        body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60)))
+        sample.append(posts.create_post(rng.choice(keys), kind="reply" if parent else "post", board=board,
+                                        body=body, parent=parent, created_at_ms=start + i * 7))
+    keep = ingest_room.keep_reading_tables
+    figures: dict[str, list[tuple[float, float, float]]] = {"kept": [], "bare": []}
+    try:
+        for r in range(rounds):
+            for name in ("kept", "bare") if r % 2 == 0 else ("bare", "kept"):
+                copy = folder / "tables.db"
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(copy) + suffix).unlink(missing_ok=True)
+                shutil.copyfile(source, copy)
+                store = Store(str(copy), max_bytes=0)
+                try:
+                    for k, signer in enumerate(keys):  # local pseudonyms: no stranger quota
+                        store.add_identity(f"k{k}", signer.public_key, start)
+                    if name == "bare":
+                        for trigger in READING_INSERT_TRIGGERS:
+                            store._conn.execute(f"DROP TRIGGER {trigger}")
+                    ingest_room.keep_reading_tables = keep if name == "kept" else (lambda conn, last: None)
+                    store._conn.execute("PRAGMA wal_autocheckpoint = 0")
+                    wall = cpu = 0.0
+                    pages = 0
+                    for i in range(0, n, limits.MAX_POSTS_PER_BATCH):
+                        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        t, c = time.perf_counter(), time.process_time()
+                        store.ingest(sample[i : i + limits.MAX_POSTS_PER_BATCH], source="http://peer.bench",
+                                     now_ms=start + n * 7)
+                        wall += time.perf_counter() - t
+                        cpu += time.process_time() - c
+                        pages += store._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+                    figures[name].append((wall / n * 1e6, cpu / n * 1e6, pages / n))
+                finally:
+                    store.close()
+    finally:
+        ingest_room.keep_reading_tables = keep
+    out: dict[str, float] = {}
+    for name, rows in figures.items():
+        wall, cpu, pages = (statistics.median(col) for col in zip(*rows, strict=True))
+        print(f"  Store.ingest, reading tables {name:4s}       {1e6 / wall:10.0f} posts/s  "
+              f"({wall:.0f} us wall, {cpu:.0f} us CPU, {pages:.2f} WAL pages a post)")
+        out.update({f"store_tables_{name}_per_s": round(1e6 / wall, 1), f"store_tables_{name}_cpu_us": round(cpu, 1),
+                    f"store_tables_{name}_pages_per_post": round(pages, 3)})
+    ratios = [b[0] / k[0] for k, b in zip(figures["kept"], figures["bare"], strict=True)]
+    out["ratio_store_tables_kept_to_bare"] = round(statistics.median(ratios), 3)
+    print(f"  kept / not kept: {out['ratio_store_tables_kept_to_bare']:.2f} (median of per-round ratios)")
+    return out
+
+
 class NodeUnderTest:
     def __init__(self, data: Path) -> None:
         self.data = data
@@ -196,6 +271,8 @@ def main(quick: bool) -> dict[str, float]:
                       ratio_prefilled_to_verify=round(rate / verify, 3),
                       ratio_prefilled_to_insert=round(rate / insert, 4),
                       rss_mib_prefilled=round(rss, 1))
+        # In-process, on the same prefilled store: what the reading tables cost the store.
+        result.update(store_tables_cost(full, folder, 2_000 if quick else 10_000, 2 if quick else 4))
         if not quick:
             # Top the store up to a million posts and see what a node holding them occupies.
             prefill(full, 1_000_000 - n_prefill - n, 5000)

@@ -9,8 +9,8 @@ view and gossip API while this process reads, with 1 and with 8 readers at once:
 * **``GET /v1/info``** (what every peer asks at every sync; the node keeps the board part for
   a few seconds, so most answers here are that cache: the uncached cost is the raw figure).
 
-Last, what keeping the reading tables costs ingest: ``Store.ingest`` into copies of the
-smaller store with the tables' triggers and without them, alternately, as a ratio.
+What keeping the reading tables costs ingest is measured by bench/ingest.py (its
+``store_tables_*`` figures), where the tables are kept as the node keeps them: once per batch.
 
 Each figure is set against the raw SQL of the same page run on a plain ``sqlite3``
 connection to the same file in the same run (the page's queries without HTTP, HTML or the
@@ -302,57 +302,6 @@ def measure(size: int, quick: bool, folder: Path) -> dict[str, float]:
     return out
 
 
-# --- what keeping the tables costs ingest ----------------------------------------------------
-
-#: The triggers of migration 4 that keep the threads and board_stats tables.
-READING_TRIGGERS = ("board_stats_insert", "board_stats_delete", "threads_insert_post", "threads_insert_reply",
-                    "threads_delete_post", "threads_delete_reply")
-
-
-def trigger_cost(size: int, count: int, folder: Path) -> dict[str, float]:
-    """Posts per second that ``Store.ingest`` stores (batches of 250, as pushes come) into a
-    store of ``size`` posts with the reading tables' triggers and without them, alternately,
-    three times each on fresh copies; the ratio of the medians."""
-    path = build_store(size)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    parents = [bytes(r[0]) for r in conn.execute("SELECT id FROM threads WHERE board = ? LIMIT 500", (BIG,))]
-    conn.close()
-    keys = [identity.SigningKey(bytes([k + 1]) * 32) for k in range(50)]
-    rng = random.Random(7)
-    batch = []
-    for i in range(count):
-        parent = rng.choice(parents) if i % 5 == 0 else None
-        batch.append(posts.create_post(keys[i % 50], kind="reply" if parent else "post",
-                                       board=BIG if parent or i % 2 else f"b{i % 99:03d}",
-                                       body=f"new post {i} " + rng.choice(_WORDS), parent=parent,
-                                       created_at_ms=T0_MS + size * 1_000 + i))
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    for run in range(6):
-        with_triggers = run % 2 == 0
-        copy = folder / f"ingest-{run}.db"
-        shutil.copyfile(path, copy)
-        store = Store(copy, max_bytes=0)
-        try:
-            for n, signer in enumerate(keys):
-                store.add_identity(f"k{n}", signer.public_key, T0_MS)
-            if not with_triggers:
-                for name in READING_TRIGGERS:
-                    store._conn.execute(f"DROP TRIGGER {name}")
-            t = time.perf_counter()
-            for i in range(0, len(batch), 250):
-                store.ingest(batch[i : i + 250], source="http://peer.bench", now_ms=T0_MS + size * 1_000)
-            rates[with_triggers].append(count / (time.perf_counter() - t))
-        finally:
-            store.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(copy) + suffix).unlink(missing_ok=True)
-    kept, bare = statistics.median(rates[True]), statistics.median(rates[False])
-    print(f"ingest into a store of {size:,} posts: {kept:,.0f} posts/s with the reading tables kept, "
-          f"{bare:,.0f} without their triggers: {kept / bare:.2f}x")
-    return {f"{size}_ingest_with_tables_per_s": kept, f"{size}_ingest_without_tables_per_s": bare,
-            f"{size}_ingest_tables_ratio": kept / bare}
-
-
 def main(quick: bool) -> dict[str, float]:
     sizes = (20_000, 100_000) if quick else (100_000, 1_000_000)
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
@@ -360,6 +309,5 @@ def main(quick: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="dazibao-serve-") as tmp:
         for size in sizes:
             out.update(measure(size, quick, Path(tmp)))
-        out.update(trigger_cost(sizes[0], 2_000 if quick else 10_000, Path(tmp)))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     return out

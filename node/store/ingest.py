@@ -50,6 +50,15 @@ REJECT_QUOTA_BYTES = QUOTA_BYTES  # a stranger over its bytes of the day on the 
 REJECT_POW_REQUIRED = POW_REQUIRED  # the board asks strangers for work this post does not commit to
 
 
+def stored_source(source: str | None) -> str | None:
+    """What the store keeps of where a post came from: 'local', 'import', or 'peer' for any
+    peer, never its address.  Sync needs no more once the post is stored, and a seized database
+    must not map which node gave this one which post (docs/privacy.md)."""
+    if source is None or source in ("local", "import"):
+        return source
+    return "peer"
+
+
 class IngestRoom(ModerationRoom, SearchRoom):
     """Ingest, and the local removals (deletion, retention) that write tombstones."""
 
@@ -95,7 +104,8 @@ class IngestRoom(ModerationRoom, SearchRoom):
           nothing: a retraction, once known, stays in force, so its target cannot come back
           on nodes that have not yet seen it.
 
-        ``source`` is recorded with each post (a peer URL, 'local', 'import'); 'local' posts
+        ``source`` (a peer URL, 'local', 'import') says where the batch came from; the store
+        keeps only :func:`stored_source` of it with each post.  'local' posts
         are synced to disk before this returns, since no peer has them yet.  If anything
         raises, nothing of the batch is stored.
         """
@@ -202,6 +212,52 @@ class IngestRoom(ModerationRoom, SearchRoom):
             [(pid, board, created, author, reason, now_ms) for _, pid, board, created, author in rows],
         )
         return [post_key(board, created, pid) for _, pid, board, created, _ in rows]
+
+
+# --- the reading tables, kept per batch -----------------------------------------------------
+
+# What the insert triggers of migration 4 do row by row, done once for every post stored after
+# a seq: each statement reads only the new rows (a range of the rowid), and touches each
+# board's row and each thread's row once, however many of the batch's posts are theirs.
+# ``NOT INDEXED`` (the rowid range stays allowed) and ``CROSS JOIN`` hold SQLite to that
+# plan: left to itself it read the whole (board, created_at, id) index to group without a
+# sort, and every reply of the store off posts_parent_time, both O(store) per batch
+# (tests/node/test_reading_tables.py checks the plans).
+_KEEP_BOARD_STATS = """
+    INSERT INTO board_stats (board, posts, rows, last_at_ms, last_post_at_ms)
+    SELECT board, sum(kind IN ('post', 'reply')), count(*), max(created_at_ms),
+           coalesce(max(CASE WHEN kind IN ('post', 'reply') THEN created_at_ms END), 0)
+    FROM posts NOT INDEXED WHERE seq > ?1 GROUP BY board
+    ON CONFLICT (board) DO UPDATE SET
+        posts = posts + excluded.posts, rows = rows + excluded.rows,
+        last_at_ms = max(last_at_ms, excluded.last_at_ms),
+        last_post_at_ms = max(last_post_at_ms, excluded.last_post_at_ms)"""
+# A new thread counts every reply stored, the batch's own and those stored before it
+# ("parent IS NOT NULL" lets SQLite read them off the partial index posts_parent_time).
+_KEEP_NEW_THREADS = """
+    INSERT INTO threads (seq, id, board, last_at_ms, replies)
+    SELECT p.seq, p.id, p.board, max(p.created_at_ms, coalesce(max(r.created_at_ms), 0)), count(r.seq)
+    FROM posts AS p LEFT JOIN posts AS r ON r.parent = p.id AND r.parent IS NOT NULL AND r.kind = 'reply'
+    WHERE p.seq > ?1 AND p.kind = 'post' GROUP BY p.seq"""
+# A thread stored before the batch gains the batch's replies to it.  A reply whose parent is
+# not a stored top-level post changes nothing (it is counted if that post arrives).
+_KEEP_OLD_THREADS = """
+    UPDATE threads SET replies = threads.replies + r.n, last_at_ms = max(threads.last_at_ms, r.newest)
+    FROM (SELECT p.seq AS seq, count(*) AS n, max(x.created_at_ms) AS newest
+          FROM posts AS x NOT INDEXED CROSS JOIN posts AS p ON p.id = x.parent
+          WHERE x.seq > ?1 AND x.kind = 'reply' AND x.parent IS NOT NULL AND p.seq <= ?1
+          GROUP BY p.seq) AS r
+    WHERE threads.seq = r.seq"""
+
+
+def keep_reading_tables(conn: sqlite3.Connection, last_seq: int) -> None:
+    """Bring ``threads`` and ``board_stats`` up to date with the posts stored after ``last_seq``
+    (inserted while ``reading_state.deferred`` turned their insert triggers off), in the open
+    write transaction.  Raises what sqlite3 raises; the caller's transaction then rolls back.
+    """
+    conn.execute(_KEEP_BOARD_STATS, (last_seq,))
+    conn.execute(_KEEP_NEW_THREADS, (last_seq,))
+    conn.execute(_KEEP_OLD_THREADS, (last_seq,))
 
 
 # --- several batches judged as one ---------------------------------------------------------
@@ -498,14 +554,21 @@ class _Batch:
                 self.pending_add,
             )
         source, sources, now_ms = self.source, self.sources, self.now_ms
+        # The reading tables are kept once for the batch, not by their insert triggers per
+        # row (schema.py, migration 4); before the trust changes below, whose deletes the
+        # delete triggers keep.
+        last_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM posts").fetchone()[0]
+        conn.execute("UPDATE reading_state SET deferred = 1")
         conn.executemany(
             INSERT_POST,
             [
                 (p.id, p.kind, p.board, p.author, p.created_at_ms, p.parent, p.body, p.raw, now_ms,
-                 sources.get(p.id, source) if sources else source)
+                 stored_source(sources.get(p.id, source) if sources else source))
                 for p in self.new.values()
             ],
         )
+        keep_reading_tables(conn, last_seq)
+        conn.execute("UPDATE reading_state SET deferred = 0")
         if self.used:
             conn.executemany(
                 "INSERT INTO quota_usage (board, author, day, posts, bytes) VALUES (?, ?, ?, ?, ?)"

@@ -235,7 +235,22 @@ def _migration_4_reading_tables(db: sqlite_utils.Database) -> None:
     # deleted), so that no write path -- ingest, retraction, retention, moderation purge,
     # import, another process -- can leave them behind.  Plain SQL, like the other migrations:
     # WITHOUT ROWID tables, triggers and an upsert.
+    #
+    # Kept per row, the insert triggers doubled what Store.ingest spends per post (each row
+    # ran three trigger programs: an upsert of its board's row with its two indexes, and a
+    # thread row or update).  So the ingest room, which stores almost every post, turns them
+    # off for its own inserts inside its write transaction (``reading_state.deferred``) and
+    # keeps both tables with a few set-based statements per batch instead
+    # (node/store/ingest.py, ``keep_reading_tables``).  The flag is set and cleared inside that
+    # one transaction, so no other connection ever sees it set: any other insert, by another
+    # program or a raw statement, still goes through the triggers.  Deletes are rare and stay
+    # per row.
     statements = [
+        """CREATE TABLE reading_state (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            deferred INTEGER NOT NULL CHECK (deferred IN (0, 1))
+        )""",
+        "INSERT INTO reading_state (one, deferred) VALUES (1, 0)",
         # One row per stored top-level post (kind 'post'): its board, its latest activity (the
         # newest created_at of the post and its direct replies of kind 'reply') and the number
         # of those replies.  A reply stored before its parent is counted when the parent comes.
@@ -261,7 +276,8 @@ def _migration_4_reading_tables(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID""",
         "CREATE INDEX board_stats_activity ON board_stats (last_post_at_ms DESC, board)",
         "CREATE INDEX board_stats_any_activity ON board_stats (last_at_ms DESC, board)",
-        """CREATE TRIGGER board_stats_insert AFTER INSERT ON posts BEGIN
+        """CREATE TRIGGER board_stats_insert AFTER INSERT ON posts
+           WHEN (SELECT deferred FROM reading_state) = 0 BEGIN
             INSERT INTO board_stats (board, posts, rows, last_at_ms, last_post_at_ms)
             VALUES (new.board, new.kind IN ('post', 'reply'), 1, new.created_at_ms,
                     CASE WHEN new.kind IN ('post', 'reply') THEN new.created_at_ms ELSE 0 END)
@@ -289,13 +305,14 @@ def _migration_4_reading_tables(db: sqlite_utils.Database) -> None:
         # SQLite reads the replies off that index (and the newest without sorting them).
         # One look at the replies stored before their thread (usually none): an aggregate
         # without GROUP BY gives one row, zero replies included.
-        """CREATE TRIGGER threads_insert_post AFTER INSERT ON posts WHEN new.kind = 'post' BEGIN
+        """CREATE TRIGGER threads_insert_post AFTER INSERT ON posts
+           WHEN new.kind = 'post' AND (SELECT deferred FROM reading_state) = 0 BEGIN
             INSERT OR REPLACE INTO threads (seq, id, board, last_at_ms, replies)
             SELECT new.seq, new.id, new.board, max(new.created_at_ms, coalesce(max(created_at_ms), 0)), count(*)
             FROM posts WHERE parent = new.id AND parent IS NOT NULL AND kind = 'reply';
         END""",
         """CREATE TRIGGER threads_insert_reply AFTER INSERT ON posts
-           WHEN new.kind = 'reply' AND new.parent IS NOT NULL BEGIN
+           WHEN new.kind = 'reply' AND new.parent IS NOT NULL AND (SELECT deferred FROM reading_state) = 0 BEGIN
             UPDATE threads SET replies = replies + 1, last_at_ms = max(last_at_ms, new.created_at_ms)
             WHERE seq = (SELECT seq FROM posts WHERE id = new.parent);
         END""",

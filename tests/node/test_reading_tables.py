@@ -3,12 +3,16 @@ reader sees, and the read-only store of the node's read pool, on real SQLite fil
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dazibao.node.store import SCHEMA_VERSION, Store, StoreError
+from dazibao.node.store import ingest as ingest_module
 from dazibao.node.store import schema as schema_module
+from dazibao.node.store.schema import INSERT_POST
 from dazibao.protocol import moderation, posts
 from tests.factories import T0_MS, examples, key, make_post, reply, retraction
 
@@ -46,6 +50,17 @@ def assert_maintained(store: Store) -> None:
     assert stats == recomputed_stats(store)
 
 
+def insert_raw(path, post: posts.Post) -> None:
+    """Store ``post`` as another program would: one plain INSERT on a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute(INSERT_POST, (post.id, post.kind, post.board, post.author, post.created_at_ms,
+                                       post.parent, post.body, post.raw, NOW, "other"))
+    finally:
+        conn.close()
+
+
 def open_store(path) -> Store:
     store = Store(path)
     for i, signer in enumerate(AUTHORS):
@@ -71,7 +86,11 @@ def test_a_version_3_store_gets_the_reading_tables_filled_from_its_rows(tmp_path
         m.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:3])
         m.setattr(schema_module, "SCHEMA_VERSION", 3)
         with open_store(path) as old:
-            old.ingest([root, late_root, *replies, orphan, *extra], source="import", now_ms=NOW)
+            # The rows that release's ingest left (the retraction removed its reply), written
+            # raw: this code's ingest keeps tables that a version 3 file does not have.
+            for post in [root, late_root, *replies[1:], orphan, *extra]:
+                old._conn.execute(INSERT_POST, (post.id, post.kind, post.board, post.author, post.created_at_ms,
+                                                post.parent, post.body, post.raw, NOW, "import"))
             assert not old._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'threads'").fetchall()
     with Store(path) as store:
         assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
@@ -91,10 +110,17 @@ def test_a_version_3_store_gets_the_reading_tables_filled_from_its_rows(tmp_path
 # --- kept right on every write path -------------------------------------------------------------
 
 # One step of a random history: ("post", author, board, dt), ("reply", author, dt, target),
-# ("retract", target), ("retention", board, cutoff), ("block", board), ("delete", target), ("profile", board).
+# ("retract", target), ("retention", board, cutoff), ("block", board), ("delete", target), ("profile", board),
+# ("batch", [(is_reply, author, board, target), ...], backwards): several posts in one ingest,
+# the ingest room keeping the tables once for the batch, and ("raw", is_reply, board, target):
+# a post inserted by another program, through the triggers.
 # A target k is the k-th most recent post made, so that replies to replies, and retractions of
-# a reply to a thread, come up often.
+# a reply to a thread, come up often; in a batch, replies to the batch's own posts as well.
+_batch_items = st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.sampled_from(BOARDS), st.integers(0, 6)),
+                        min_size=2, max_size=6)
 _steps = st.one_of(
+    st.tuples(st.just("batch"), _batch_items, st.booleans()),
+    st.tuples(st.just("raw"), st.booleans(), st.sampled_from(BOARDS), st.integers(0, 4)),
     st.tuples(st.just("post"), st.integers(0, 3), st.sampled_from(BOARDS), st.integers(0, 50)),
     st.tuples(st.just("reply"), st.integers(0, 3), st.integers(0, 50), st.integers(0, 4)),
     st.tuples(st.just("retract"), st.integers(0, 4)),
@@ -111,6 +137,10 @@ _steps = st.one_of(
 @example(steps=[("post", 0, "general", 0), ("reply", 1, 0, 0), ("reply", 2, 0, 1), ("retract", 0), ("delete", 1)])
 @example(steps=[("post", 0, "labor", 0), ("reply", 3, 0, 0), ("reply", 1, 40, 1), ("block", "labor"),
                 ("retention", "labor", 1)])
+# A batch holding a thread, its replies (one before it) and replies to an older thread and to a reply.
+@example(steps=[("post", 0, "general", 0), ("batch", [(False, 1, "labor", 0), (True, 2, "labor", 0),
+                                                      (True, 0, "labor", 1), (True, 1, "labor", 1),
+                                                      (True, 3, "labor", 2)], True), ("raw", True, "labor", 0)])
 def test_the_tables_equal_a_recomputation_after_any_mix_of_writes(tmp_path_factory, steps):
     path = tmp_path_factory.mktemp("mix") / "node.db"
     signers = [*AUTHORS, STRANGER]
@@ -145,7 +175,46 @@ def test_the_tables_equal_a_recomputation_after_any_mix_of_writes(tmp_path_facto
                 store.delete([made[-1 - step[1] % len(made)].id], "deleted", now_ms=NOW)
             elif action == "profile":
                 store.ingest([profile(AUTHORS[0], clock - step[2], step[1])], source="local", now_ms=NOW)
+            elif action == "batch":
+                fresh = []
+                for is_reply, who, board, target in step[1]:
+                    if is_reply and made:
+                        parent = made[-1 - target % len(made)]
+                        made.append(reply(parent, f"b{len(made)}", signer=signers[who], created_at_ms=clock - target))
+                    else:
+                        made.append(make_post(signers[who], board=board, body=f"b{len(made)}",
+                                              created_at_ms=clock - target))
+                    fresh.append(made[-1])
+                store.ingest(fresh[::-1] if step[2] else fresh, source="http://peer.test", now_ms=NOW)
+            elif action == "raw":
+                _, is_reply, board, target = step
+                parent = made[-1 - target % len(made)] if is_reply and made else None
+                made.append(make_post(AUTHORS[1], kind="reply" if parent else "post",
+                                      board=parent.board if parent else board, body=f"raw{len(made)}",
+                                      created_at_ms=clock, parent=parent.id if parent else None))
+                insert_raw(path, made[-1])
             assert_maintained(store)
+    with Store(path) as again:
+        assert again._conn.execute("SELECT deferred FROM reading_state").fetchone()[0] == 0
+
+
+def test_the_batch_statements_read_only_the_new_rows(tmp_path):
+    # Left to its own plan, SQLite grouped the new rows by reading a whole index of posts (every
+    # row of the store, once per batch).  Planned on a store with statistics, as a node has them.
+    with open_store(tmp_path / "node.db") as store:
+        roots = [make_post(AUTHORS[i % 3], board=BOARDS[i % 3], body=f"p{i}", created_at_ms=T0_MS + i)
+                 for i in range(300)]
+        store.ingest(roots, source="import", now_ms=NOW)
+        store.ingest([reply(roots[i], f"r{i}", signer=AUTHORS[0]) for i in range(0, 300, 3)],
+                     source="import", now_ms=NOW)
+        store._conn.execute("ANALYZE")
+        for sql in (ingest_module._KEEP_BOARD_STATS, ingest_module._KEEP_NEW_THREADS,
+                    ingest_module._KEEP_OLD_THREADS):
+            plan = [row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql, (350,))]
+            reads = [step for step in plan if step.startswith(("SCAN", "SEARCH")) and "threads" not in step]
+            assert reads and not any(step.startswith("SCAN") and " r" != step[4:6] for step in reads), plan
+            assert "INTEGER PRIMARY KEY (rowid>?)" in reads[0], plan
+            assert all("posts_board_time" not in step and "(parent>?)" not in step for step in reads), plan
 
 
 def test_a_post_written_by_another_process_is_in_the_tables(tmp_path):
