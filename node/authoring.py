@@ -342,6 +342,18 @@ class CoreAuthor:
         _check_stored(draft.post, report.rejected)
         return draft
 
+    async def publish(self, key: SigningKey, name: str, make: Callable[[int], Post], *, board: str) -> Draft:
+        """Sign and store a collective-action object (see :meth:`StoreAuthor.publish`), dated by
+        the node's clock, and the pseudonym's profile on a board where it has none.
+
+        Raises NotStoredError, StorageFullError, or what ``make`` raises.
+        """
+        draft = compose_object(key, name, make, board=board, now_ms=self.core.now_ms(),
+                               has_profile=await self._has_profile(key.public_key, board))
+        report = await self.core.ingest_checked(draft.batch, self.source)
+        _check_stored(draft.post, report.rejected)
+        return draft
+
     async def profile(self, key: SigningKey, name: str, *, board: str) -> Post:
         """Sign and store a profile post naming the pseudonym on ``board``.
 

@@ -11,7 +11,6 @@ what they sign within a second.  Withdrawing anything signed here is `dazibao re
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from .authoring import AuthoringError, StoreAuthor
 from .cli_common import Context, json_option, pass_ctx, passphrase_option, resolve_post_id, unlock_pseudonym, when
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
+from .organizing_export import companies_csv, company_rows
 from .store import Store, StoreError
 
 __all__ = ["ORGANIZING_COMMANDS"]
@@ -159,28 +159,6 @@ def report_corroborate(ctx: Context, report_id: str, text: str | None, as_name: 
     _done(post, as_json, report=report.id.hex())
 
 
-def _company_rows(store: Store, board: str) -> tuple[list[dict[str, Any]], bool]:
-    now = _now_ms()
-    found = store.companies(board, now_ms=now)
-    trust = store.trust_view(board, now_ms=now)
-    by_key: dict[str, list[organizing.Report]] = {}
-    for r in found.reports:
-        by_key.setdefault(organizing.company_key(r.company), []).append(r)
-    rows = []
-    for c in found.companies:
-        rows.append({
-            "company": c.name, "key": c.key, "board": c.board, "reports": c.reports,
-            "corroborations": c.corroborations, "pseudonyms": c.pseudonyms, "vouched": c.vouched,
-            "practices": dict(c.practices), "cities": list(c.cities),
-            "items": [{"id": pid.hex(), "kind": kind, "created_at_ms": at} for at, pid, kind in c.timeline],
-            "report_rows": [{"id": r.id.hex(), "company": r.company, "practice": r.practice, "city": r.city or "",
-                             "period": r.period or "", "author": r.author.hex(), "fingerprint": fingerprint(r.author),
-                             "vouched": trust.vouched(r.author), "created_at_ms": r.created_at_ms, "text": r.text}
-                            for r in by_key.get(c.key, [])],
-        })
-    return rows, found.complete
-
-
 @report_group.command("companies")
 @click.argument("board")
 @click.option("--csv", "as_csv", is_flag=True, help="One row per report, with its post id, for a spreadsheet.")
@@ -196,20 +174,15 @@ def report_companies(ctx: Context, board: str, as_csv: bool, as_json: bool) -> N
     _check(lambda: posts.check_board(board))
     store = ctx.store()
     try:
-        rows, complete = _company_rows(store, board)
+        rows, complete = company_rows(store, board, now_ms=_now_ms())
     finally:
         store.close()
     if as_json:
         _emit_json({"board": board, "complete": complete, "companies": rows})
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["company", "practice", "city", "period", "created_at_utc", "vouched", "fingerprint",
-                         "post_id"])
-        for c in rows:
-            for r in c["report_rows"]:
-                writer.writerow([r["company"], r["practice"], r["city"], r["period"], when(r["created_at_ms"]),
-                                 "yes" if r["vouched"] else "no", r["fingerprint"], r["id"]])
+        # Cells a spreadsheet would run as formulas are written as text (node/organizing_export.py).
+        click.echo(companies_csv(rows), nl=False)
         return
     if not rows:
         click.echo(f"no company reports on {board} here")

@@ -16,7 +16,9 @@ Files, all in the one folder (flat, so that relative links never need ``../``)::
     style.css                  the only stylesheet
     posts.dzb                  the bundle of the published boards (docs/bundles.md)
     board-<slug>.html          a board's threads, latest activity first (-2, -3 ... for more pages)
-    thread-<id>.html           one thread: the post and its replies, as a tree
+    thread-<id>.html           one thread: the post and its replies, as a tree, with translations
+    companies-<slug>.html ...  the board's company reports, letters and pledges, with a CSV and a
+                               JSON of the reports (node/publish_organizing.py)
     .dazibao-publish.json      the manifest: which files this program wrote
 
 Publishing again updates the folder in place: each file is replaced atomically (a temporary
@@ -50,6 +52,7 @@ from dazibao.protocol.errors import RemoteProtocolError
 
 from . import __version__
 from .bundles import BundleFileError, export_bundle
+from .publish_organizing import NAME_PATTERNS, Organizing, read_organizing, translation_views, write_organizing
 from .publish_text import LANGUAGES, callables
 from .store import PostRow, Store
 from .web import textlang
@@ -67,7 +70,8 @@ MAX_DEPTH = 6  # deeper replies are drawn at this indentation
 CSP = "default-src 'none'; style-src 'self'; img-src 'none'; base-uri 'none'; form-action 'none'"
 _MANIFEST_MARK = "dazibao publish"
 _NAME_OK = re.compile(
-    r"index\.html|style\.css|posts\.dzb|board-[a-z0-9-]{1,80}\.html|thread-[0-9a-f]{64}\.html"
+    r"index\.html|style\.css|posts\.dzb|board-[a-z0-9-]{1,80}\.html|thread-[0-9a-f]{64}\.html|"
+    + "|".join(NAME_PATTERNS)
 )
 _TEMPLATES = Path(__file__).resolve().parent / "publish_templates"
 
@@ -377,8 +381,10 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
     with store.snapshot():
         authors = read_author_views(store)
         models = [_model_board(store, board) for board in chosen]
+        organized = [read_organizing(store, board, now_ms=now_ms, lang=lang) for board in chosen]
         planned = {"index.html", STYLE_NAME, BUNDLE_NAME}
-        for model in models:
+        for model, org in zip(models, organized, strict=True):
+            planned.update(org.files(model.slug))
             pages = max(1, -(-len(model.threads) // THREADS_PER_PAGE))
             planned.update(_board_page(model.slug, n) for n in range(1, pages + 1))
             planned.update(_thread_page(t.id) for t in model.threads)
@@ -387,13 +393,16 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
         folder.write_manifest(folder.old | planned)
         folder.write(STYLE_NAME, (_TEMPLATES / STYLE_NAME).read_bytes())
         board_views = []
-        for model in models:
+        for model, org in zip(models, organized, strict=True):
             view = {
                 "name": model.name, "href": _board_page(model.slug, 1), "threads": len(model.threads),
                 "posts": model.posts, "latest": _when(model.latest_ms) if model.latest_ms is not None else None,
+                "slug": model.slug,
             }
             board_views.append(view)
-            _write_board(store, folder, env, common, model, view, tick, authors)
+            _write_board(store, folder, env, common, model, view, tick, authors, org)
+            write_organizing(store, folder.write, env, common, view, model.slug, org, authors, _when)
+            tick()
         try:
             exported = export_bundle(store, out_dir / BUNDLE_NAME, boards=chosen, now_ms=now_ms,
                                      bundle_id=bundle_id, mode=0o644)
@@ -414,8 +423,9 @@ def publish(store: Store, out_dir: Path, boards: Sequence[str], *, now_ms: int, 
 
 def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common: dict[str, Any], model: _Board,
                  board_view: dict[str, Any], tick: Callable[[], None],
-                 authors: Callable[[bytes], AuthorView]) -> None:
+                 authors: Callable[[bytes], AuthorView], org: Organizing) -> None:
     board_template = env.get_template("board.html")
+    pinned = _pinned_views(store, model, org, authors)
     thread_template = env.get_template("thread.html")
     pages = max(1, -(-len(model.threads) // THREADS_PER_PAGE))
     for number in range(1, pages + 1):
@@ -434,7 +444,7 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
                 "last": _when(thread.last_at_ms),
             })
         html = board_template.render(
-            common, board=board_view, threads=items, page=number, pages=pages,
+            common, board=board_view, threads=items, page=number, pages=pages, pinned=pinned if number == 1 else [],
             prev_href=_board_page(model.slug, number - 1) if number > 1 else None,
             next_href=_board_page(model.slug, number + 1) if number < pages else None,
         )
@@ -454,13 +464,16 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
                 children.setdefault(row.parent, []).append(row)
         ordered: list[dict[str, Any]] = []
         if root_row is not None:
-            ordered.append({"post": _post_view(root_row, here, authors(root_row.author)), "depth": 0})
+            ordered.append({"post": _post_view(root_row, here, authors(root_row.author)), "depth": 0,
+                            "translations": translation_views(org.translations.get(root_row.id, []), authors,
+                                                              _when)})
         # Depth-first, oldest first among siblings; iterative, as a thread may be deep.
         stack = [(child, 1 if root_row is not None else 0) for child in
                  reversed(sorted(children.get(thread.id, []), key=lambda r: (r.created_at_ms, r.id)))]
         while stack:
             row, depth = stack.pop()
-            ordered.append({"post": _post_view(row, here, authors(row.author)), "depth": min(depth, MAX_DEPTH)})
+            ordered.append({"post": _post_view(row, here, authors(row.author)), "depth": min(depth, MAX_DEPTH),
+                            "translations": translation_views(org.translations.get(row.id, []), authors, _when)})
             for child in reversed(sorted(children.get(row.id, []), key=lambda r: (r.created_at_ms, r.id))):
                 stack.append((child, depth + 1))
         title = title_of(root_row.body) if root_row is not None else ""
@@ -468,3 +481,21 @@ def _write_board(store: Store, folder: _Folder, env: jinja2.Environment, common:
                                       thread_id=thread.id.hex(), items=ordered, title=title)
         folder.write(_thread_page(thread.id), html.encode("utf-8"))
         tick()
+
+
+def _pinned_views(store: Store, model: _Board, org: Organizing,
+                  authors: Callable[[bytes], AuthorView]) -> list[dict[str, Any]]:
+    """The posts pinned on the board by the moderators this node follows, newest pin first, each
+    linked to its thread page (a pinned post that is not a thread of this copy is left out)."""
+    thread_of = {t.id: t.id for t in model.threads if t.root is not None}
+    for t in model.threads:
+        thread_of.update((member, t.id) for member in t.members)
+    views = []
+    for pid in org.pinned:
+        row = store.get(pid)
+        if row is None or row.board != model.name or pid not in thread_of:
+            continue
+        href = _thread_page(thread_of[pid]) + ("" if thread_of[pid] == pid else f"#p-{pid.hex()}")
+        views.append({"href": href, "id": pid.hex(), "excerpt": _excerpt(row.body), "author": authors(row.author),
+                      "when": _when(row.created_at_ms)})
+    return views

@@ -84,6 +84,54 @@ ZH: dict[str, str] = {
     "another board, or had not arrived when the copy was made.":
         "这些回复所回应的帖子（%(id)s）不在这份副本中：它已被撤回或清除、在另一个版块，"
         "或者生成副本时还没有送达。",
+    # board.html: pinned posts; _organizing.html and the collective-action pages
+    "Pinned": "置顶",
+    "Pinned by the moderators this node follows on the board.": "由本节点在这个版块关注的版主置顶。",
+    "Company reports": "公司报告",
+    "Letters and pledges": "联名信和门槛承诺",
+    "Translations": "翻译",
+    "translation (%(lang)s), signed by its translator, not by the author":
+        "翻译（%(lang)s），由译者签名，而不是原作者",
+    "%(num)s pseudonym": "%(num)s 个化名",
+    "%(num)s pseudonyms": "%(num)s 个化名",
+    "%(num)s vouched": "%(num)s 个经过担保",
+    "Every count has two figures: all pseudonyms, and those vouched for by the moderators this node "
+    "follows on the board. Anyone can make many pseudonyms; the vouched figure depends on whom the "
+    "operator of this copy chose to follow, so check it on a node you trust.":
+        "每个数字都有两个：全部化名，以及其中经过本节点在这个版块关注的版主担保的化名。"
+        "任何人都能创建大量化名；经过担保的数字取决于这份副本的运营者选择关注谁，"
+        "请在你信任的节点上核实。",
+    "The board holds more than one count reads: these figures are lower bounds (at least).":
+        "这个版块的内容超过一次计数能读取的上限：这些数字是下限（至少）。",
+    "Company reports · %(board)s · dazibao read-only copy": "公司报告 · %(board)s · dazibao 只读副本",
+    "%(company)s · %(board)s · dazibao read-only copy": "%(company)s · %(board)s · dazibao 只读副本",
+    "Most vouched pseudonyms first.": "经过担保的化名最多的在前。",
+    "No company reports of this board are in this copy.": "这份副本里没有这个版块的公司报告。",
+    "%(num)s report": "%(num)s 份报告",
+    "%(num)s reports": "%(num)s 份报告",
+    "%(num)s corroboration": "%(num)s 条印证",
+    "%(num)s corroborations": "%(num)s 条印证",
+    "vouched": "经过担保",
+    "not vouched": "未经担保",
+    "corroborates": "印证",
+    "Letters and pledges · %(board)s · dazibao read-only copy": "联名信和门槛承诺 · %(board)s · dazibao 只读副本",
+    "Sign-on letters": "联名信",
+    "No letters of this board are in this copy.": "这份副本里没有这个版块的联名信。",
+    "%(num)s signature": "%(num)s 个签名",
+    "%(num)s signatures": "%(num)s 个签名",
+    "Threshold pledges": "门槛承诺",
+    "No pledges of this board are in this copy.": "这份副本里没有这个版块的门槛承诺。",
+    "%(others)s of %(threshold)s others": "其他人 %(others)s / %(threshold)s",
+    "Signatures": "签名",
+    "On %(date)s, if at least %(threshold)s others pledge.": "在 %(date)s，如果至少有 %(threshold)s 个其他人承诺。",
+    "Progress": "进展",
+    "Met by vouched pseudonyms.": "已由经过担保的化名达成。",
+    "Met, but not yet by vouched pseudonyms.": "已达成，但经过担保的化名还不够。",
+    "Not met yet.": "尚未达成。",
+    "%(num)s more companies are not listed here; the CSV and JSON list every report.":
+        "另有 %(num)s 家公司没有在这里列出；CSV 和 JSON 文件列出了全部报告。",
+    "Only the newest %(num)s are listed here; the bundle holds the %(more)s older ones.":
+        "这里只列出最新的 %(num)s 个；更早的 %(more)s 个在数据包里。",
 }
 
 

@@ -322,12 +322,24 @@ TABLE: tuple[Limit, ...] = (
           scope="node", why="Each sync is one reconciliation bounded by peer_sync_timeout_s; a member node knows a "
                             "handful of peers, and 32 at once stay well below the outbound connection limits."),
     # Node: collective action (node/store/organizing.py; docs/organizing.md).
+    Limit("publish_organizing_pages", 500, "objects",
+          "companies, and letters and pledges, of one board that get pages of their own in a static copy (the "
+          "highest-ranked companies, the newest letters and pledges), and reports and corroborations shown on "
+          "one company's page", scope="node",
+          why="A static copy is written in one run and copied whole; a board flooded with reports or letters by "
+              "throwaway pseudonyms would otherwise add a page per object and list pages of max_tally_objects "
+              "rows. The CSV and JSON still carry every report, and the lists say that some are left out."),
     Limit("max_tally_objects", 100_000, "objects",
           "objects of one kind on one board (or children of one letter, pledge or report) read for one count",
           scope="node",
           why="A count is made when a page asks for it; a board flooded with reports or signatures cannot make "
               "one page read the whole board.  A campaign's letter gathers thousands of signatures, not "
               "hundreds of thousands; past the bound the page says the figures are lower bounds."),
+    Limit("ui_organizing_items", 100, "objects",
+          "letters or pledges listed on one board's letters or pledges page, and pledges checked for the "
+          "met-pledge banner on one board", scope="node",
+          why="Each listed letter or pledge is counted when the page is shown (one bounded read each); a "
+              "campaign board holds a handful of open letters and pledges, and the newest 100 stay quick."),
     # Node: search, accessibility and the static copy (node/store/search.py, node/web/, node/publish.py).
     Limit("search_timeout_ms", 2_000, "ms", "time one search may run before it is interrupted", scope="node",
           why="A search runs on a read connection of its own, off the event loop and off the writer; an "
@@ -452,3 +464,5 @@ MAX_PUSH_BATCH_POSTS = by_name("max_push_batch_posts")
 PUSH_BATCHES_IN_FLIGHT = by_name("push_batches_in_flight")
 MAX_TALLY_OBJECTS = by_name("max_tally_objects")
 SEARCH_SCAN_ROWS = by_name("search_scan_rows")
+UI_ORGANIZING_ITEMS = by_name("ui_organizing_items")
+PUBLISH_ORGANIZING_PAGES = by_name("publish_organizing_pages")

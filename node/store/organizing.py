@@ -35,7 +35,7 @@ from dazibao.protocol.trust import TrustView
 from .connection import guarded, marks
 from .moderation import ModerationRoom
 from .rows import PostRow
-from .schema import POST_COLUMNS
+from .schema import BOARD_INDEXED_KINDS, PARENT_INDEXED_KINDS, POST_COLUMNS
 
 __all__ = ["OrganizingRoom", "Tallied", "Companies", "LetterView", "PledgeView"]
 
@@ -81,19 +81,24 @@ def _objects(rows: Sequence[PostRow]) -> list[organizing.Object]:
 class OrganizingRoom(ModerationRoom):
     """Reads and counts the collective-action objects (a room of :class:`~.Store`)."""
 
-    def _kind_rows(self, board: str, kinds: Collection[str], limit: int) -> list[PostRow]:
-        kinds = list(kinds)
-        sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE board = ? AND kind IN ({marks(len(kinds))})"
+    def _kind_rows(self, board: str, kind: str, limit: int) -> list[PostRow]:
+        # The kind is written into the SQL as a literal (it is one of a fixed list): only then
+        # can SQLite use the kind's partial index (schema.py, migration 6).
+        if kind not in BOARD_INDEXED_KINDS:
+            raise ValueError(f"not a kind read by board: {kind!r}")
+        sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE board = ? AND kind = '{kind}'"
                " ORDER BY created_at_ms, id LIMIT ?")
-        return [PostRow(*row) for row in self._conn.execute(sql, [board, *kinds, limit])]
+        return [PostRow(*row) for row in self._conn.execute(sql, [board, limit])]
 
     def _child_rows(self, parents: Sequence[bytes], kind: str, limit: int) -> list[PostRow]:
+        if kind not in PARENT_INDEXED_KINDS:
+            raise ValueError(f"not a kind read by parent: {kind!r}")
         rows: list[PostRow] = []
         for start in range(0, len(parents), 500):
             part = parents[start:start + 500]
-            sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE parent IN ({marks(len(part))}) AND kind = ?"
+            sql = (f"SELECT {POST_COLUMNS} FROM posts WHERE parent IN ({marks(len(part))}) AND kind = '{kind}'"
                    " ORDER BY created_at_ms, id LIMIT ?")
-            rows += [PostRow(*row) for row in self._conn.execute(sql, [*part, kind, limit - len(rows)])]
+            rows += [PostRow(*row) for row in self._conn.execute(sql, [*part, limit - len(rows)])]
             if len(rows) >= limit:
                 break
         return rows
@@ -118,7 +123,7 @@ class OrganizingRoom(ModerationRoom):
     def companies(self, board: str, *, now_ms: int, limit: int = limits.MAX_TALLY_OBJECTS) -> Companies:
         """The companies reported on ``board``, ranked (docs/protocol.md, "What the objects mean")."""
         with self._reading():
-            report_rows = self._kind_rows(board, [posts.KIND_REPORT], limit)
+            report_rows = self._kind_rows(board, posts.KIND_REPORT, limit)
             reports = [o for o in _objects(report_rows) if isinstance(o, Report)]
             corroboration_rows = self._child_rows([r.id for r in reports], posts.KIND_CORROBORATION, limit)
             corroborations = [o for o in _objects(corroboration_rows) if isinstance(o, Corroboration)]
@@ -164,13 +169,13 @@ class OrganizingRoom(ModerationRoom):
     @guarded
     def objects_of(self, board: str, kind: str, *, limit: int = limits.MAX_TALLY_OBJECTS) -> list[organizing.Object]:
         """The objects of ``kind`` on ``board``, oldest first (at most ``limit``)."""
-        return _objects(self._kind_rows(board, [kind], limit))
+        return _objects(self._kind_rows(board, kind, limit))
 
     @guarded
     def pinned(self, board: str, *, now_ms: int) -> list[bytes]:
         """The ids pinned on ``board`` by the moderators this node follows there, newest pin first."""
         with self._reading():
-            pins = [o for o in _objects(self._kind_rows(board, [posts.KIND_PIN], limits.MAX_TALLY_OBJECTS))
+            pins = [o for o in _objects(self._kind_rows(board, posts.KIND_PIN, limits.MAX_TALLY_OBJECTS))
                     if isinstance(o, Pin)]
             view = self.trust_view(board, now_ms=now_ms)
         return organizing.pinned(board, pins, view.followed)
@@ -195,9 +200,9 @@ class OrganizingRoom(ModerationRoom):
         ``authors`` published on ``board`` (among the ``scan`` newest profiles there)."""
         wanted = set(authors)
         found: dict[bytes, tuple[str, bytes]] = {}
-        sql = ("SELECT author, body, raw FROM posts WHERE board = ? AND kind = ?"
+        sql = ("SELECT author, body, raw FROM posts WHERE board = ? AND kind = 'profile'"
                " ORDER BY created_at_ms DESC, id DESC LIMIT ?")
-        for author, body, raw in self._conn.execute(sql, (board, posts.KIND_PROFILE, scan)):
+        for author, body, raw in self._conn.execute(sql, (board, scan)):
             if author in wanted and author not in found:
                 found[author] = (body, raw)
                 if len(found) == len(wanted):

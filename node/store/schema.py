@@ -404,10 +404,31 @@ def _migration_5_member_marks(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+#: The kinds read by board (collective action, and the profiles that name their authors) and the
+#: kinds read by parent (a report's corroborations, a letter's or pledge's signatures, a post's
+#: translations): each has a partial index of its own (migration 6).
+BOARD_INDEXED_KINDS = ("profile", "report", "corroboration", "letter", "signature", "pledge", "pin", "translation")
+PARENT_INDEXED_KINDS = ("corroboration", "signature", "translation")
+
+
+def _migration_6_object_indexes(db: sqlite_utils.Database) -> None:
+    # The collective-action pages read the objects of one kind on one board, or the children of
+    # one kind of one post (node/store/organizing.py).  Without an index each read walked the
+    # whole board or thread.  One partial index per kind: a post or a reply (almost every row)
+    # is in none of them, so ingest of posts and replies pays nothing, and each object kind pays
+    # one index entry.  The reads name the kind as a literal, so SQLite can use these indexes.
+    statements = [f"CREATE INDEX posts_{kind}_board ON posts (board, created_at_ms, id) WHERE kind = '{kind}'"
+                  for kind in BOARD_INDEXED_KINDS]
+    statements += [f"CREATE INDEX posts_{kind}_parent ON posts (parent, created_at_ms, id) WHERE kind = '{kind}'"
+                   for kind in PARENT_INDEXED_KINDS]
+    for statement in statements:
+        db.execute(statement)
+
+
 #: The migrations, in order: the one at index ``n`` turns version ``n`` into ``n + 1``.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1_initial, _migration_2_reply_order, _migration_3_moderation, _migration_4_reading_tables,
-    _migration_5_member_marks,
+    _migration_5_member_marks, _migration_6_object_indexes,
 )
 
 #: The schema version this code writes (the number of migrations).

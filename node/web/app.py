@@ -63,6 +63,7 @@ from .pages import (
     keyfiles,
     language,
     moderation,
+    organizing,
     peers,
     pseudonyms,
     replies,
@@ -260,6 +261,23 @@ def add_routes(router: web.UrlDispatcher) -> None:
     post("/ids/import", keyfiles.import_key)
     get("/ids/remove", keyfiles.remove_page)
     post("/ids/remove", keyfiles.remove_key)
+    # Collective action (pages/organizing.py).
+    get("/b/{board:[^/]+}/companies", organizing.companies_page)
+    post("/b/{board:[^/]+}/companies", organizing.report_new)
+    get("/b/{board:[^/]+}/company", organizing.company_page)
+    post("/report/{post_id}/corroborate", organizing.corroborate)
+    get("/b/{board:[^/]+}/letters", organizing.letters_page)
+    post("/b/{board:[^/]+}/letters", organizing.letter_new)
+    get("/letter/{post_id}", organizing.letter_page)
+    post("/letter/{post_id}/sign", organizing.letter_sign)
+    post("/letter/{post_id}/deliver", organizing.letter_deliver)
+    get("/b/{board:[^/]+}/pledges", organizing.pledges_page)
+    post("/b/{board:[^/]+}/pledges", organizing.pledge_new)
+    get("/pledge/{post_id}", organizing.pledge_page)
+    post("/pledge/{post_id}/join", organizing.pledge_join)
+    post("/withdraw/{post_id}", organizing.withdraw)
+    post("/p/{post_id}/pin", organizing.pin)
+    post("/p/{post_id}/translate", organizing.translate)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,8 @@
 
 It is the member UI's own pages, templates and rendering (node/web/pages/, :mod:`.base`) with
 only the reading routes: the boards, a board, a thread, search, an author, the live-update
-feed and the static files.  Nothing else is routed, so composing, retracting, hiding,
+feed and the static files; and the collective-action pages (companies, letters, pledges) of
+:mod:`.public_organizing`, read-only templates of their own.  Nothing else is routed, so composing, retracting, hiding,
 following, the pseudonym and key pages, the status page and the language form do not exist
 here (404), and the templates, told ``public``, show no link or form to them.
 
@@ -47,6 +48,7 @@ from .base import (
 from .i18n import N_, Msg
 from .live import LiveFeed
 from .pages import authors, boards, search, thread, updates
+from .public_organizing import add_routes as add_organizing_routes
 from .sessions import SessionStore
 
 __all__ = ["make_public_app", "PublicAuthorBook"]
@@ -123,6 +125,7 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
     add("/search", search.search_page)
     add("/a/{author}", authors.author_page)
     add("/api/updates", updates.updates)
+    add_organizing_routes(app)
     return app
 
 

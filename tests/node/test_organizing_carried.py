@@ -6,6 +6,7 @@ node of this revision that receives them through those nodes understands them.""
 
 from __future__ import annotations
 
+import re
 import time
 
 import aiohttp
@@ -106,3 +107,31 @@ async def test_a_node_that_does_not_know_the_kinds_carries_them_unchanged(tmp_pa
     finally:
         await first.close()
         await second.close()
+
+
+def test_the_collective_action_reads_use_their_kind_indexes():
+    """Every read of node/store/organizing.py walks its kind's partial index (migration 6), never
+    the board or the thread: a board with many posts costs those pages nothing."""
+    store = Store.memory()
+    try:
+        store.configure_policy(**NO_QUOTA)
+        made = objects()
+        store.ingest(made, source="local", now_ms=made[-1].created_at_ms + 1000)
+        letter = made[1]
+        seen: list[str] = []
+        store._conn.set_trace_callback(seen.append)
+        store.companies(BOARD, now_ms=0)
+        store.letter(letter.id, now_ms=0)
+        store.pinned(BOARD, now_ms=0)
+        store.translations(letter.id)
+        store.names_on(BOARD, [letter.author])
+        store._conn.set_trace_callback(None)
+        reads = [sql for sql in seen if "FROM posts WHERE" in sql and "kind = '" in sql]
+        assert len(reads) >= 5
+        for sql in reads:
+            plan = " ".join(str(row[-1]) for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
+            kind = re.search(r"kind = '(\w+)'", sql).group(1)
+            assert re.search(rf"USING (COVERING )?INDEX posts_{kind}_(board|parent)\b", plan), (sql, plan)
+            assert "SCAN posts" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
+    finally:
+        store.close()

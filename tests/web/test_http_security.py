@@ -11,7 +11,7 @@ import pytest
 from dazibao.node.store import Store
 from dazibao.node.web.pages.rescue import RESCUED_PATHS
 from dazibao.node.web.security import CONTENT_SECURITY_POLICY
-from dazibao.protocol import posts
+from dazibao.protocol import organizing, posts
 
 from .conftest import PASSPHRASE, key
 
@@ -34,7 +34,18 @@ async def _member(h) -> dict:
     await h.core.set_boards(["labor", "news"])
     session = h.session()
     fp = session.active
-    return {"mine": mine, "stranger": stranger.public_key.hex(), "hidden": other.public_key.hex(), "fp": fp}
+    # A stranger's report, letter and pledge, and alice's own signature of the letter: the
+    # collective-action forms below answer, sign or withdraw them.
+    now = h.core.now_ms()
+    report = organizing.create_report(stranger, board="labor", company="Acme", practice="other", created_at_ms=now)
+    letter = organizing.create_letter(stranger, board="labor", title="Pay us", text="We ask.", created_at_ms=now)
+    pledge = organizing.create_pledge(stranger, board="labor", action="Walk out", date="2026-05-01", threshold=3,
+                                      created_at_ms=now)
+    own = organizing.create_signature(session.unlocked[fp].key, letter, created_at_ms=now)
+    await h.core.ingest_checked([report, letter, pledge, own], "http://peer.test:7470")
+    return {"mine": mine, "stranger": stranger.public_key.hex(), "hidden": other.public_key.hex(), "fp": fp,
+            "report": report.id.hex(), "letter": letter.id.hex(), "pledge": pledge.id.hex(), "own": own.id.hex(),
+            "theirs": theirs.id.hex()}
 
 
 def _forms(m: dict) -> list[tuple[str, dict]]:
@@ -55,6 +66,16 @@ def _forms(m: dict) -> list[tuple[str, dict]]:
         ("/peers/add", {"url": "http://127.0.0.1:9"}),
         ("/peers/sync", {}),
         ("/peers/remove", {"url": "http://127.0.0.1:9"}),
+        ("/b/labor/companies", {"company": "Forged Co", "practice": "other"}),
+        (f"/report/{m['report']}/corroborate", {}),
+        ("/b/labor/letters", {"title": "Forged", "text": "forged letter"}),
+        (f"/letter/{m['letter']}/sign", {"line": "forged"}),
+        (f"/letter/{m['letter']}/deliver", {}),
+        (f"/withdraw/{m['own']}", {}),
+        ("/b/labor/pledges", {"action": "Forged", "date": "2026-05-01", "threshold": "2"}),
+        (f"/pledge/{m['pledge']}/join", {}),
+        (f"/p/{m['theirs']}/pin", {}),
+        (f"/p/{m['theirs']}/translate", {"lang": "zh-Hans", "text": "伪造的译文"}),
         # Last: it deletes the key file the forms above use.
         ("/ids/remove", {"fp": m["fp"], "confirm_name": "alice"}),
     ]
@@ -71,7 +92,9 @@ async def test_every_form_works_when_the_request_is_genuine(harness):
         before = await harness.snapshot()
         resp = await harness.post(path, fields)
         assert resp.status in (200, 303), (path, resp.status, await resp.text())
-        if path not in ("/ids/export", "/ids/use", "/ids/unlock", "/lang", "/boards/follow", "/peers/sync"):
+        # Making a letter's delivery folder writes files beside the store, not in it.
+        if path not in ("/ids/export", "/ids/use", "/ids/unlock", "/lang", "/boards/follow", "/peers/sync") \
+                and not path.endswith("/deliver"):
             assert await harness.snapshot() != before, path
 
 

@@ -12,7 +12,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from dazibao.node.keys import Pseudonym
-from dazibao.node.web import i18n, render, security
+from dazibao.node.web import i18n, render, security, textlang
 from dazibao.node.web.live import LiveFeed
 from dazibao.node.web.sessions import SessionStore
 from dazibao.protocol import limits, posts
@@ -197,7 +197,9 @@ def test_translations_load_and_differ():
     assert set(translations) == set(i18n.LANGUAGES)
     assert translations["en"].gettext("Boards") == "Boards"
     assert translations["zh-Hans"].gettext("Boards") == "版块"
-    assert translations["zh-Hans"].ngettext("%(num)d reply", "%(num)d replies", 3) % {"num": 3} == "3 条回复"
+    replies = translations["zh-Hans"].ngettext("%(num)s reply", "%(num)s replies", 1234)
+    # Counts are shown with separators, as both languages write them (node/web/textlang.py).
+    assert replies % {"num": textlang.number(1234)} == "1,234 条回复"
 
 
 # --- sessions and the live feed ----------------------------------------------------------------------

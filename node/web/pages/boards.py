@@ -16,7 +16,7 @@ from ...store import BoardInfo, Store, ThreadRow
 from ..base import UI, WebUI, board_url, redirect, state
 from ..i18n import N_, Msg
 from ..sessions import Session
-from . import unread, welcome
+from . import organizing_reads, unread, welcome
 from .common import (
     HEX_ID,
     FormError,
@@ -132,7 +132,8 @@ async def boards_page(request: web.Request, errors: list[Msg] | None = None, sta
         next_url = query.link(after=last.board, at=None if query.by_name else last.last_at_ms)
     new_posts = await unread.new_on_boards(request, [info.board for info in infos])
     first = await welcome.first_steps(request)
-    return ui.page(request, "boards.html", status=status, nav="boards", boards=boards,
+    met = await organizing_reads.boards_met(request, [info.board for info in infos])
+    return ui.page(request, "boards.html", status=status, nav="boards", boards=boards, met=met,
                    new_posts=new_posts, unread_cap=unread.SCAN, first_steps=first,
                    carry_all=not ui.core.boards, errors=errors or [], query=query,
                    next_url=next_url, first_url=query.link(after=None, at=None) if query.after is not None else "",
@@ -301,4 +302,4 @@ async def board_page(request: web.Request) -> web.Response:
                    newer_url=_threads_link(board, page - 1, newer) if page > 1 else "",
                    older_url=_threads_link(board, page + 1, rows[PAGE_SIZE - 1]) if more else "",
                    form=form, live_url=live, moderators=mod.moderators(board),
-                   charter=charter)
+                   charter=charter, **await organizing_reads.board_extras(request, board, first_page=page == 1))

@@ -112,7 +112,8 @@ async def id_new(request: web.Request) -> web.Response:
             pass
         else:
             session.notify(Msg(N_("Its name was published on %(board)s."), {"board": board}))
-    return redirect("/ids")
+    # A form elsewhere (a pledge's "fresh pseudonym") leads back to where it was.
+    return redirect(next_location(request, "/ids"))
 
 
 async def id_unlock(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from dazibao.protocol.posts import KIND_POST, KIND_REPLY
 from ...store import PostRow, Store
 from ..base import UI, state
 from ..render import title_of
-from . import unread
+from . import organizing_reads, unread
 from .common import (
     FormError,
     authors_of,
@@ -99,6 +99,9 @@ async def thread_page(request: web.Request) -> web.Response:
         root_hidden=authors.hidden(row.author), replies=replies, hidden=len(replies_rows) - len(replies),
         total_replies=window.total, pager=pager,
         form=form, thread_signer=thread_signer, live_url=live, is_text=is_text,
+        **await organizing_reads.thread_extras(
+            request, row.id, first_page=after is None and before is None and not newest,
+            reply_ids=[r.row.id for r in replies]),
     )
 
 
