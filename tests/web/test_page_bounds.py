@@ -131,7 +131,7 @@ def test_long_thread_and_many_boards_stay_one_page(tmp_path):
         by_name = get(ui + "/?order=name")
         assert len(thread) < MAX_THREAD_PAGE_BYTES, len(thread)
         assert len(reply_ids(thread, root)) == limits.UI_THREAD_PAGE_REPLIES
-        assert f"{REPLIES} replies".encode() in thread  # the heading counts them all
+        assert f"{REPLIES:,} replies".encode() in thread  # the heading counts them all, with separators
         for page in (boards, by_name):
             assert len(page) < MAX_BOARDS_PAGE_BYTES, len(page)
             assert len(board_names(page)) == limits.UI_BOARDS_PAGE_BOARDS
