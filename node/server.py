@@ -527,7 +527,7 @@ class Node:
         self.report(gossip.PushDone(url, error))
 
     async def _stem_push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
-        """Push posts in full to the stem peer, marked as stem (docs/protocol.md, "Dazibao-Stem")."""
+        """Push posts in full to the stem peer, marked as stem (docs/protocol.md, "Stem pushes")."""
         error: str | None = None
         try:
             raws = await self.core.db.call(Store.get_raw, [i for _, ids in ids_by_board for i in ids])
