@@ -3,6 +3,7 @@ what a member does, two nodes syncing, and the screenshots shown in README.md.""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -180,8 +181,11 @@ def test_post_written_in_one_ui_appears_in_the_other(start_node, new_context):
     watch.check(page_b)
 
 
-def test_screenshots_for_the_readme(start_node, new_context):
-    """Writes docs/screenshots/board.png and thread.png (fixed keys, texts and times)."""
+def test_screenshots_for_the_readme(start_node, new_context, tmp_path):
+    """Takes board.png and thread.png (fixed keys, texts and times): into docs/screenshots when
+    DAZIBAO_WRITE_SCREENSHOTS=1, else into a temporary folder, so that a test run never
+    changes a tracked file."""
+    out = DOCS if os.environ.get("DAZIBAO_WRITE_SCREENSHOTS") == "1" else tmp_path
     board = "劳动法"
     names = {1: "小明", 2: "Li Wei", 3: "organizer-北京", 4: "张姐"}
     batch = [_profile(n, name, board) for n, name in names.items()]
@@ -196,21 +200,21 @@ def test_screenshots_for_the_readme(start_node, new_context):
         _post(4, board, "> 只给调休\n\n调休也要双方同意才行。", T0_MS + 300_000, root),
     ]
     node = start_node("shots", batch=batch + [root, meeting, notice] + replies)
-    DOCS.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     context, watch = new_context([node.origin], viewport={"width": 960, "height": 620})
     page = context.new_page()
     page.goto(_board_url(node, board))
     expect(page.locator(".threads li")).to_have_count(3)
-    page.screenshot(path=str(DOCS / "board.png"))
+    page.screenshot(path=str(out / "board.png"))
 
     phone, phone_watch = new_context([node.origin], viewport={"width": 390, "height": 844}, locale="zh-CN",
                                      device_scale_factor=1, is_mobile=True, has_touch=True)
     page2 = phone.new_page()
     page2.goto(node.ui_url + f"p/{root.id.hex()}")
     expect(page2.locator("#live-list article.post")).to_have_count(3)
-    page2.screenshot(path=str(DOCS / "thread.png"), full_page=True)
+    page2.screenshot(path=str(out / "thread.png"), full_page=True)
     for name in ("board.png", "thread.png"):
-        assert (DOCS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     watch.check(page)
     phone_watch.check(page2)
