@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dazibao.protocol import moderation, posts
 from dazibao.protocol.identity import SigningKey
@@ -45,8 +45,10 @@ from dazibao.protocol.posts import (
     Post,
 )
 
-from .service import NodeCore
 from .store import Store
+
+if TYPE_CHECKING:  # the running node's core; the command line never loads it
+    from .service import NodeCore
 
 __all__ = [
     "REPLYABLE_KINDS", "RETRACTABLE_KINDS", "PROFILE_SCAN_ROWS", "Target", "Draft", "AuthoringError",

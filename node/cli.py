@@ -8,7 +8,6 @@ listing commands take ``--json``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
@@ -134,6 +133,8 @@ def run(ctx: Context, gossip_listen: str | None, ui_listen: str | None, peers: t
     from .listeners import install_log_guard
 
     install_log_guard()
+    import asyncio  # here, like the node itself: most commands never start an event loop
+
     try:
         asyncio.run(run_node(ctx.data, config))
     except (AlreadyRunningError, TlsFilesError) as exc:
@@ -468,6 +469,8 @@ def sync(ctx: Context, url: str, boards_: tuple[str, ...], as_json: bool) -> Non
             warn_unknown_boards(store, boards_)
         finally:
             store.close()
+    import asyncio
+
     try:
         report = asyncio.run(_sync(ctx.data, config, url, list(boards_), show_progress=not as_json))
     except PeerError as exc:

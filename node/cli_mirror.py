@@ -8,7 +8,6 @@ progress bars on stderr only on a terminal.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -169,6 +168,8 @@ def import_cmd(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
             check_bundle_file(path)
         except BundleFileError as exc:
             raise _fail(f"{exc} (nothing was imported)") from None
+    import asyncio  # only commands that talk to the store through the node's core need a loop
+
     config = ctx.config()
     total = 0
     for path in files:

@@ -13,10 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from dazibao.protocol import limits
 from dazibao.protocol import peers as peer_policy
@@ -25,7 +21,6 @@ from .cli_common import Context, json_option, pass_ctx
 from .cli_common import emit_json as _emit_json
 from .cli_common import fail as _fail
 from .config import ConfigError, DataDir, _toml_value, load_config, parse_listen
-from .transport import TlsFilesError, pin_of_certificate
 
 __all__ = ["TRANSPORT_COMMANDS", "set_settings"]
 
@@ -93,6 +88,12 @@ def tls_create(ctx: Context, names: tuple[str, ...], days: int, as_json: bool) -
     if cert_path.exists() or key_path.exists():
         raise _fail(f"{cert_path.parent} already holds a certificate: remove it first to make a new key "
                     "(peers that pinned the old one will refuse the new one)")
+    # Imported here: the X.509 machinery is needed by this command only.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (names or ("dazibao",))[0][:64])])
     alt: list[x509.GeneralName] = []
@@ -116,6 +117,8 @@ def tls_create(ctx: Context, names: tuple[str, ...], days: int, as_json: bool) -
         set_settings(ctx.data, {"tls_cert": "tls/cert.pem", "tls_key": "tls/key.pem"})
     except ConfigError as exc:
         raise _fail(f"made {cert_path}, but cannot set it in config.toml: {exc}") from None
+    from .transport import pin_of_certificate  # loads aiohttp: only when needed
+
     pin = pin_of_certificate(cert_path)
     if as_json:
         _emit_json({"cert": str(cert_path), "key": str(key_path), "pin": pin})
@@ -138,6 +141,8 @@ def tls_pin(ctx: Context, cert: Path | None, as_json: bool) -> None:
         if not config.tls_cert:
             raise _fail("tls_cert is not set: give --cert, or run `dazibao tls create`")
         cert = ctx.data.root / Path(config.tls_cert).expanduser()
+    from .transport import TlsFilesError, pin_of_certificate  # loads aiohttp: only when needed
+
     try:
         pin = pin_of_certificate(cert)
     except TlsFilesError as exc:
@@ -259,6 +264,8 @@ def onion_create(ctx: Context, control: str, password_file: Any, set_public_url:
     scheme = "https" if tls else "http"
     url = f"{scheme}://{service_id}.onion:{_virtual_port(tls)}"
     if tls:
+        from .transport import pin_of_certificate  # loads aiohttp: only when needed
+
         config = ctx.config()
         url += "#" + pin_of_certificate(ctx.data.root / Path(config.tls_cert).expanduser())
     url = peer_policy.normalize_peer_url(url)

@@ -20,8 +20,6 @@ from dazibao.protocol import limits, peers
 from dazibao.protocol.errors import BoardError
 from dazibao.protocol.posts import check_board
 
-from .transport import ProxyError, parse_proxy
-
 __all__ = [
     "ConfigError",
     "Setting",
@@ -401,6 +399,9 @@ def _validate(cfg: Config) -> Config:
             raise ConfigError("public_view_listen must be a listener of its own, not ui_listen or gossip_listen")
     public_view_hosts = tuple(_view_host(h) for h in cfg.public_view_hosts)
     if cfg.proxy:
+        # Imported here: node/transport.py loads aiohttp, which most commands never need.
+        from .transport import ProxyError, parse_proxy
+
         try:
             parse_proxy(cfg.proxy)
         except ProxyError as exc:
