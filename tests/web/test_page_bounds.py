@@ -124,9 +124,7 @@ def test_long_thread_and_many_boards_stay_one_page(tmp_path):
             get(ui + warm)
         before = peak_rss_kib(pid)
 
-        start = time.monotonic()
         thread = get(f"{ui}/p/{root.id.hex()}")
-        thread_s = time.monotonic() - start
         boards = get(ui + "/")
         by_name = get(ui + "/?order=name")
         assert len(thread) < MAX_THREAD_PAGE_BYTES, len(thread)
@@ -135,7 +133,6 @@ def test_long_thread_and_many_boards_stay_one_page(tmp_path):
         for page in (boards, by_name):
             assert len(page) < MAX_BOARDS_PAGE_BYTES, len(page)
             assert len(board_names(page)) == limits.UI_BOARDS_PAGE_BOARDS
-        assert thread_s < 10.0, thread_s  # the whole thread took ~20 s to render on a loaded machine
         assert peak_rss_kib(pid) - before < MAX_RSS_GROWTH_KIB, (before, peak_rss_kib(pid), rss_kib(pid))
 
         # Every reply is reachable: walk the "newer" links from the first page to the last.
