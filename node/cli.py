@@ -83,6 +83,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 @pass_ctx
 def init(ctx: Context, name: str, passphrase_file: str | None, as_json: bool) -> None:
     """Create the data folder, its config file and a first pseudonym."""
+    ctx.config()  # a bad setting (in the environment, say) stops here, before anything is written
     created = ctx.data.create()
     if not as_json:
         click.echo(("created" if created else "using") + f" data folder {ctx.data.root}")

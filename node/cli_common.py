@@ -97,7 +97,8 @@ class Context:
         return store
 
     def keys(self) -> KeyStore:
-        return KeyStore(self.data.keys)
+        """The key folder; new key files get the Argon2id cost of the config's key_file_* settings."""
+        return KeyStore(self.data.keys, self.config().key_file_kdf())
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -18,6 +18,7 @@ import platformdirs
 
 from dazibao.protocol import limits, peers
 from dazibao.protocol.errors import BoardError
+from dazibao.protocol.identity import DEFAULT_KDF, KdfParams
 from dazibao.protocol.posts import check_board
 
 __all__ = [
@@ -110,6 +111,11 @@ SETTINGS: tuple[Setting, ...] = (
             "PEM certificate (chain) file: the gossip API is served over HTTPS with it (and tls_key). "
             "A relative path is read from the data folder. Empty: plain HTTP."),
     Setting("tls_key", "", "PEM private key file of tls_cert."),
+    Setting("key_file_memory_mib", 64,
+            "memory in MiB that Argon2id spends on the passphrase of each new key file (64, as RFC 9106 "
+            "recommends). More makes guessing the passphrase of a stolen key file slower; less (at least 8) "
+            "only on a machine short of memory. A key file keeps the cost it was made with."),
+    Setting("key_file_passes", 3, "Argon2id passes over that memory for each new key file, 1 to 16 (RFC 9106: 3)."),
     Setting("log_level", "info", "one of debug, info, warning, error."),
 )
 
@@ -169,6 +175,8 @@ class Config:
     proxy_only: bool = False
     tls_cert: str = ""
     tls_key: str = ""
+    key_file_memory_mib: int = 64
+    key_file_passes: int = 3
     log_level: str = "info"
     retention_days: Mapping[str, int] = field(default_factory=dict)
     #: board -> public keys (32 bytes each) of the moderators followed there.
@@ -181,6 +189,10 @@ class Config:
     def carries(self, board: str) -> bool:
         """Whether this node keeps posts of ``board``."""
         return not self.boards or board in self.boards
+
+    def key_file_kdf(self) -> KdfParams:
+        """The Argon2id cost of new key files (docs/protocol.md, "Encrypted key files")."""
+        return replace(DEFAULT_KDF, memory_kib=self.key_file_memory_mib * 1024, iterations=self.key_file_passes)
 
 
 def default_data_dir() -> Path:
@@ -423,6 +435,11 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError("sync_interval_s must be at least 1")
     if cfg.ui_idle_lock_s < 1:
         raise ConfigError("ui_idle_lock_s must be at least 1")
+    low, high = limits.KDF_MIN_MEMORY_KIB // 1024, limits.KDF_MAX_MEMORY_KIB // 1024
+    if not low <= cfg.key_file_memory_mib <= high:
+        raise ConfigError(f"key_file_memory_mib must be {low} to {high} (MiB)")
+    if not limits.KDF_MIN_ITERATIONS <= cfg.key_file_passes <= limits.KDF_MAX_ITERATIONS:
+        raise ConfigError(f"key_file_passes must be {limits.KDF_MIN_ITERATIONS} to {limits.KDF_MAX_ITERATIONS}")
     if cfg.ui_language not in ("", "en", "zh-Hans"):
         raise ConfigError("ui_language must be en, zh-Hans or empty (the browser's language)")
     if cfg.publish_language not in ("en", "zh"):

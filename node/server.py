@@ -177,7 +177,7 @@ class Node:
         # The member UI is its own application on its own listener (DESIGN.md, "Two
         # listeners"): nothing of it is reachable through the gossip API.
         host, port = parse_listen(self.config.ui_listen, "ui_listen")
-        app = make_ui_app(self.core, KeyStore(self.data.keys), self.config, node=self)
+        app = make_ui_app(self.core, KeyStore(self.data.keys, self.config.key_file_kdf()), self.config, node=self)
         runner = make_runner(app)
         await runner.setup()
         self._runners.append(runner)

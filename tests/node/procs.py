@@ -22,6 +22,11 @@ NO_QUOTA = {"DAZIBAO_STRANGER_POSTS_PER_DAY": str(10**9), "DAZIBAO_STRANGER_BYTE
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAZIBAO_")}
     env["DAZIBAO_PASSPHRASE"] = PASSPHRASE
+    # Key files made by the tests' commands take the least Argon2id cost the format allows (8 MiB,
+    # one pass): unlocking one then costs milliseconds instead of 0.4 s of CPU, hundreds of times
+    # over.  tests/node/test_key_file_cost.py checks the default cost with the setting unset.
+    env.setdefault("DAZIBAO_KEY_FILE_MEMORY_MIB", "8")
+    env.setdefault("DAZIBAO_KEY_FILE_PASSES", "1")
     env.update(extra)
     return env
 
