@@ -5,7 +5,7 @@ view and gossip API while this process reads, with 1 and with 8 readers at once:
 
 * **board page 1** (``/b/big``) and a **deep page** (the 500th, or the deepest the board has,
   reached by its cursor link ``?page=N&at=...&after=...``) of the largest board;
-* a **thread page** (``/p/<id>``, a thread of 120 replies);
+* a **thread page** (``/p/<id>``, a thread of 120 replies: the page shows 100);
 * **``GET /v1/info``** (what every peer asks at every sync; the node keeps the board part for
   a few seconds, so most answers here are that cache: the uncached cost is the raw figure).
 
@@ -20,8 +20,15 @@ the before/after comparison needs no other machine or day.
 
 Stores: 100,000 and 1,000,000 posts (quick: 20,000 and 100,000), a tenth of them on the board
 ``big`` (a fifth of those replies), the rest over 99 other boards.  Built once by inserting
-signed posts in bulk (the store's triggers keep its tables as on any write) and cached in the
-system's temporary folder, keyed by size and a digest of the schema, so reruns start at once.
+signed posts in bulk (the store's triggers keep its tables as on any write), indexed for search
+(as the store of a node that has run for a while is), and cached in the system's temporary
+folder, keyed by size and a digest of the schema, so reruns start at once.
+
+Each page is asked for at the **same address** again and again (what many readers of one busy
+page do: the public view renders it once and serves the kept page until a post is stored) and
+at a **new address** each time (a query parameter the page ignores: every request is rendered,
+which is what rendering costs).  Beside each figure, the node's CPU per request (all its
+threads, from ``/proc``): on two cores, 8 readers at once wait for about 8 times that.
 """
 
 from __future__ import annotations
@@ -112,6 +119,7 @@ def build_store(size: int) -> Path:
     folder.mkdir(exist_ok=True)
     path = folder / f"store-{size}-l{_LAYOUT}-{_schema_digest()}.db"
     if path.exists():
+        _index_for_search(path)
         return path
     partial = path.with_suffix(".partial")
     for suffix in ("", "-wal", "-shm"):
@@ -138,7 +146,32 @@ def build_store(size: int) -> Path:
     for suffix in ("-wal", "-shm"):
         Path(str(partial) + suffix).unlink(missing_ok=True)
     print(f"  built a store of {size:,} posts in {time.perf_counter() - t:.0f} s: {path}")
+    _index_for_search(path)
     return path
+
+
+def _index_for_search(path: Path) -> None:
+    """Bring the store's full-text index up to date, once, in the cached file.
+
+    Posts inserted in bulk are not indexed for search; a node indexes them a step a second while
+    it is idle (node/server.py), which on a store of a million posts would go on through the
+    whole measurement and compete with the pages for the two cores.  A node that has run for a
+    while has its index up to date, and that is the node measured here.
+    """
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        backlog = conn.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'posts'), 0)"
+                               " - (SELECT indexed_seq FROM search_state)").fetchone()[0]
+    if backlog <= 0:
+        return
+    t = time.perf_counter()
+    store = Store(path, max_bytes=0)
+    try:
+        while store.update_search_index(20_000):
+            pass
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        store.close()
+    print(f"  indexed {backlog:,} posts for search in {time.perf_counter() - t:.0f} s: {path}")
 
 
 # --- the node -------------------------------------------------------------------------------
@@ -196,19 +229,23 @@ def _p(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def http_times(url: str, readers: int, count: int, max_s: float) -> list[float]:
+async def http_times(url: str, readers: int, count: int, max_s: float, distinct: bool = False) -> list[float]:
     """Milliseconds of ``count`` GETs of ``url`` by ``readers`` clients at once (fewer if
-    ``max_s`` runs out); each answer must be 200."""
+    ``max_s`` runs out); each answer must be 200.  ``distinct``: each request adds a query
+    parameter of its own that the page ignores, so that no two ask for the same address and
+    the public view's page cache never answers (every request is rendered)."""
     times: list[float] = []
     left = count
     stop = time.monotonic() + max_s
+    sep = "&" if "?" in url else "?"
 
     async def reader(session: aiohttp.ClientSession) -> None:
         nonlocal left
         while left > 0 and time.monotonic() < stop:
             left -= 1
+            address = f"{url}{sep}r={left}" if distinct else url
             t = time.perf_counter()
-            async with session.get(url) as resp:
+            async with session.get(address) as resp:
                 body = await resp.read()
                 if resp.status != 200 or len(body) < 200:
                     raise RuntimeError(f"{url}: {resp.status}")
@@ -244,7 +281,7 @@ _INFO_SQL = "SELECT board, last_at_ms FROM board_stats ORDER BY last_at_ms DESC,
 _OLD_INFO_SQL = "SELECT board, count(*), max(created_at_ms) FROM posts GROUP BY board ORDER BY board"
 _REPLIES_SQL = ("SELECT seq, id, kind, board, author, created_at_ms, parent, body, raw, received_at_ms, source"
                 " FROM posts WHERE parent = ? AND parent IS NOT NULL AND kind = 'reply'"
-                " ORDER BY created_at_ms, id LIMIT 51")
+                " ORDER BY created_at_ms, id LIMIT 101")  # ui_thread_page_replies + 1, as the page reads
 
 
 def measure(size: int, quick: bool, folder: Path) -> dict[str, float]:
@@ -283,23 +320,65 @@ def measure(size: int, quick: bool, folder: Path) -> dict[str, float]:
             raw = sql_times(conn, queries, n_sql, max_s)
             raw_p50, raw_p95 = _p(raw, 0.5), _p(raw, 0.95)
             base = node.gossip_url if name == "info" else node.view_url
-            for readers in (1, 8):
-                count = n_http * (1 if readers == 1 else 2)
-                if name == "info":
-                    # The gossip API lets one address burst max_request_burst requests, then
-                    # max_requests_per_s: stay inside, as peers do, after the bucket refills.
-                    count = min(count, limits.MAX_REQUEST_BURST // 2)
-                    time.sleep(limits.MAX_REQUEST_BURST / limits.MAX_REQUESTS_PER_S)
-                t = asyncio.run(http_times(base + url_path, readers, count, max_s))
-                p50, p95 = _p(t, 0.5), _p(t, 0.95)
-                key = f"{size}_{name}_r{readers}"
-                out.update({f"{key}_p50_ms": p50, f"{key}_p95_ms": p95, f"{key}_p50_over_sql": p50 / raw_p50})
-                print(f"  {name:10s} {readers} reader{'s' if readers > 1 else ' '}: p50 {p50:7.1f} ms  p95 "
-                      f"{p95:7.1f} ms  ({len(t)} requests; raw SQL p50 {raw_p50:.2f} ms, p95 {raw_p95:.2f} ms; "
-                      f"p50 {p50 / raw_p50:.0f}x raw)")
+            # The same address again and again (what many readers of one busy page do: the
+            # public view renders it once, then serves the kept page), and a new address each
+            # time (every request rendered: what the rendering itself costs).
+            for distinct in ((False,) if name == "info" else (False, True)):
+                label = "new address" if distinct else "same"
+                for readers in (1, 8):
+                    count = n_http * (1 if readers == 1 else 2)
+                    if name == "info":
+                        # The gossip API lets one address burst max_request_burst requests, then
+                        # max_requests_per_s: stay inside, as peers do, after the bucket refills.
+                        count = min(count, limits.MAX_REQUEST_BURST // 2)
+                        time.sleep(limits.MAX_REQUEST_BURST / limits.MAX_REQUESTS_PER_S)
+                    cpu0 = _cpu_s(node.proc.pid)
+                    t = asyncio.run(http_times(base + url_path, readers, count, max_s, distinct))
+                    cpu = (_cpu_s(node.proc.pid) - cpu0) / len(t) * 1000
+                    p50, p95 = _p(t, 0.5), _p(t, 0.95)
+                    key = f"{size}_{name}{'_distinct' if distinct else ''}_r{readers}"
+                    out.update({f"{key}_p50_ms": p50, f"{key}_p95_ms": p95, f"{key}_p50_over_sql": p50 / raw_p50,
+                                f"{key}_node_cpu_ms": cpu})
+                    print(f"  {name:10s} {label:11s} {readers} reader{'s' if readers > 1 else ' '}: p50 {p50:7.1f} ms"
+                          f"  p95 {p95:7.1f} ms  node CPU {cpu:5.2f} ms/request  ({len(t)} requests; raw SQL p50 "
+                          f"{raw_p50:.2f} ms, p95 {raw_p95:.2f} ms; p50 {p50 / raw_p50:.0f}x raw)")
             out[f"{size}_{name}_sql_p50_ms"] = raw_p50
+    out.update(body_times(conn, long_root, n_sql))
     conn.close()
     return out
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system, all threads) the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def body_times(conn: sqlite3.Connection, root: bytes, count: int) -> dict[str, float]:
+    """Milliseconds of rendering the bodies of the long thread's first page (Markdown, the
+    sanitizer, the language) against taking them from the kept HTML (node/web/bodycache.py),
+    in this process."""
+    try:
+        from dazibao.node.web.bodycache import BodyCache
+    except ImportError:  # an older tree measured for a before/after comparison
+        return {}
+    rows = conn.execute("SELECT id, body FROM posts WHERE id = ? OR (parent = ? AND kind = 'reply')"
+                        " ORDER BY created_at_ms LIMIT 101", (root, root)).fetchall()
+    cold: list[float] = []
+    warm: list[float] = []
+    for _ in range(max(3, count // 10)):
+        cache = BodyCache()
+        t = time.perf_counter()
+        for pid, body in rows:
+            cache.get(pid, body)
+        cold.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        for pid, body in rows:
+            cache.get(pid, body)
+        warm.append((time.perf_counter() - t) * 1000)
+    c, w = statistics.median(cold), statistics.median(warm)
+    print(f"  bodies     {len(rows)} bodies of the thread page: rendered {c:.2f} ms, kept {w:.3f} ms ({c / w:.0f}x)")
+    return {"bodies_rendered_ms": c, "bodies_kept_ms": w}
 
 
 def main(quick: bool) -> dict[str, float]:

@@ -188,6 +188,25 @@ TABLE: tuple[Limit, ...] = (
           why="Malformed HTTP is logged at debug only; the rest (a handler's bug, a reset) is capped so "
               "that no client can fill the disk or drown the log."),
     # Node: web UI and public view pages (node/web/).
+    Limit("ui_body_cache_posts", 10_000, "posts", "post bodies whose rendered HTML the pages keep, by post id",
+          scope="node", why="Rendering a body (Markdown, the sanitizer, its language) costs a few hundred "
+                            "microseconds and a thread page shows up to 101 of them; the posts readers open again "
+                            "are far fewer than this, and the least recently shown go first."),
+    Limit("ui_body_cache_chars", 8_000_000, "characters", "characters of rendered body HTML the pages keep in all",
+          scope="node", why="Bounds the same cache in memory whatever the sizes of the bodies: tens of MiB at "
+                            "most, where entries alone could let 10,000 bodies of 16 KiB grow to hundreds."),
+    Limit("public_page_cache_pages", 256, "pages", "rendered pages of the public view kept to answer the same "
+          "address again", scope="node",
+          why="Readers of a mirror mostly open the same few pages (the boards, the first page of a busy board, a "
+              "linked thread); one rendering then serves them all, and an address seen once is crowded out."),
+    Limit("public_page_cache_bytes", 16_777_216, "bytes", "bytes of rendered public-view pages kept in all",
+          scope="node", why="A page of a thread of 100 replies of 16 KiB can be over a MiB: the bytes bound keeps "
+                            "the cache to 16 MiB whatever pages are asked for."),
+    Limit("public_page_cache_s", 2, "seconds", "longest a kept public-view page is served again",
+          scope="node", why="A page is dropped at once when a post (a retraction included) is stored; this bounds "
+                            "how long a change that stores no post (a purge by retention, a moderator followed or "
+                            "left, a hide that expires) takes to show, while a busy page is still rendered at most "
+                            "once every two seconds."),
     Limit("ui_thread_page_replies", 100, "replies", "replies shown on one page of a thread", scope="node",
           why="a page of a thread is rendered on the event loop: 100 replies of at most 16 KiB each stay a few "
               "MiB at worst, and a conversation a member reads at once is far shorter"),
@@ -447,6 +466,11 @@ MAX_OBJECT_FIELDS = by_name("max_object_fields")
 MAX_FIELD_CHARS = by_name("max_field_chars")
 MAX_PLEDGE_THRESHOLD = by_name("max_pledge_threshold")
 MAX_VISIT_MARKS = by_name("max_visit_marks")
+UI_BODY_CACHE_POSTS = by_name("ui_body_cache_posts")
+UI_BODY_CACHE_CHARS = by_name("ui_body_cache_chars")
+PUBLIC_PAGE_CACHE_PAGES = by_name("public_page_cache_pages")
+PUBLIC_PAGE_CACHE_BYTES = by_name("public_page_cache_bytes")
+PUBLIC_PAGE_CACHE_S = by_name("public_page_cache_s")
 MAX_UNREAD_SCAN = by_name("max_unread_scan")
 UI_REPLIES_PAGE_POSTS = by_name("ui_replies_page_posts")
 UI_SYNC_NOW_PEERS = by_name("ui_sync_now_peers")

@@ -16,7 +16,7 @@ from dazibao.protocol.posts import KIND_POST, KIND_REPLY, post_key
 
 from .connection import StoreBase, check_limit, guarded, marks
 from .rows import BoardInfo, Changes, PostRow, ThreadRow
-from .schema import POST_COLUMNS, POST_COLUMNS_P
+from .schema import PARENT_INDEXED_KINDS, POST_COLUMNS, POST_COLUMNS_P
 from .search import like_params
 
 __all__ = ["QueryRoom"]
@@ -262,6 +262,27 @@ class QueryRoom(StoreBase):
         if order == "DESC":
             rows.reverse()
         return rows
+
+    @guarded
+    def parents_with_children(self, parents: Collection[bytes], kind: str) -> set[bytes]:
+        """Which of ``parents`` have at least one stored direct child of ``kind`` (one of the
+        kinds with an index by parent: ``schema.PARENT_INDEXED_KINDS``).
+
+        One statement for a whole page of posts (a thread page asks it of its hundred
+        replies), each parent one look-up in the kind's index, instead of a read per post.
+        Raises ValueError for another kind.
+        """
+        if kind not in PARENT_INDEXED_KINDS:
+            raise ValueError(f"not a kind indexed by parent: {kind!r}")
+        wanted = list(dict.fromkeys(parents))
+        found: set[bytes] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            # The kind is a literal, so that SQLite can use the kind's partial index.
+            sql = (f"SELECT ids.column1 FROM (VALUES {', '.join(['(?)'] * len(part))}) AS ids WHERE EXISTS"
+                   f" (SELECT 1 FROM posts WHERE parent = ids.column1 AND kind = '{kind}')")
+            found.update(bytes(row[0]) for row in self._conn.execute(sql, part))
+        return found
 
     @guarded
     def reply_count(self, post_id: bytes) -> int:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import gettext
 import hashlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
@@ -23,23 +22,24 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
-from dazibao.protocol import limits
+from dazibao.protocol import limits, posts
 
 from ..config import Config
 from ..keys import KeyStore
 from ..service import NodeCore
 from . import i18n, security
 from .authors import AuthorBook
+from .bodycache import BODIES
 from .i18n import N_, Msg
 from .live import LiveFeed
 from .render import render_body
 from .sessions import Session, SessionStore
-from .textlang import lang_attr, number, when_zoned
+from .textlang import iso_utc, lang_attr, number, when_zoned
 
 __all__ = [
     "MAX_FORM_BYTES", "CSRF_FIELD", "LANG_COOKIE", "NodeInfo", "session_cookie_name", "StaticFile", "Templates",
     "when", "iso", "board_url", "WebUI", "UI", "load_static", "RequestState", "STATE", "state",
-    "ephemeral_session", "security_headers", "serve_static", "following_posts", "redirect",
+    "ephemeral_session", "security_headers", "serve_static", "following_posts", "forget_retracted", "redirect",
 ]
 
 #: Largest form accepted: a body of max_body_bytes, percent-encoded, and the other fields.
@@ -86,6 +86,9 @@ class Templates:
                 extensions=["jinja2.ext.i18n"],
                 trim_blocks=True,
                 lstrip_blocks=True,
+                # The templates are files of the installed package: checking their times on
+                # every page (a dozen stat calls) would only cost.
+                auto_reload=False,
             )
             # Added by the i18n extension at run time, so the type stubs do not know it.
             env.install_gettext_translations(tr, newstyle=True)  # type: ignore[attr-defined]
@@ -122,10 +125,8 @@ def when(ms: int) -> str:
 
 
 def iso(ms: int) -> str:
-    try:
-        return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return ""
+    """A post time as ISO 8601 in UTC (textlang.py)."""
+    return iso_utc(ms)
 
 
 def board_url(board: str) -> str:
@@ -280,7 +281,7 @@ async def serve_static(request: web.Request) -> web.Response:
 async def following_posts(ui: WebUI) -> AsyncIterator[None]:
     """Keep the author names and the live feed current with the node's new posts."""
     await ui.authors.load()
-    callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts]
+    callbacks = [ui.authors.on_new_posts, ui.feed.on_new_posts, forget_retracted]
     ui.core.on_new_posts.extend(callbacks)
     try:
         yield
@@ -288,6 +289,12 @@ async def following_posts(ui: WebUI) -> AsyncIterator[None]:
         for callback in callbacks:
             with contextlib.suppress(ValueError):
                 ui.core.on_new_posts.remove(callback)
+
+
+def forget_retracted(new: Iterable[posts.Post], source: str | None = None) -> None:
+    """Drop the kept HTML of the posts that ``new`` retracts (node/web/bodycache.py): the pages
+    no longer show them, and their text need not stay in memory."""
+    BODIES.forget(p.parent for p in new if p.kind == posts.KIND_RETRACT and p.parent is not None)
 
 
 def redirect(location: str) -> web.Response:

@@ -24,6 +24,7 @@ the member's private choice, and the public view would otherwise publish it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -47,11 +48,12 @@ from .base import (
 )
 from .i18n import N_, Msg
 from .live import LiveFeed
+from .pagecache import KeptPage, PageCache, etag_matches
 from .pages import authors, boards, search, thread, updates
 from .public_organizing import add_routes as add_organizing_routes
 from .sessions import SessionStore
 
-__all__ = ["make_public_app", "PublicAuthorBook"]
+__all__ = ["make_public_app", "PublicAuthorBook", "PAGES"]
 
 MAX_REQUEST_BYTES = 16 * 1024
 
@@ -65,6 +67,11 @@ class PublicAuthorBook(AuthorBook):
     async def set_hidden(self, author: bytes, hidden: bool) -> bool:  # never routed; refuse anyway
         return False
 
+
+#: The kept pages of the public view (node/web/pagecache.py).
+PAGES = web.AppKey("public_pages", PageCache)
+_NOT_KEPT = ("/api/", "/static/")
+_PAGE_HEADERS = {"content-type", "cache-control"}
 
 _ERRORS = {
     404: Msg(N_("There is no such page here.")),
@@ -83,13 +90,44 @@ async def public_guard(request: web.Request, handler: Handler) -> web.StreamResp
         response = ui.error_page(request, 405, _ERRORS[405])
         response.headers["Allow"] = "GET, HEAD"
         return response
+    # Every page is the same for every visitor: one rendering serves all who ask for it until
+    # a post is stored (node/web/pagecache.py).  The live feed and the static files are not
+    # pages (the first answers for a cursor, the second is served from memory already).
+    pages = request.app[PAGES]
+    key = (request[STATE].lang, request.path_qs)
+    cacheable = not request.path.startswith(_NOT_KEPT)
+    if cacheable:
+        kept = pages.get(key)
+        if kept is not None:
+            return _kept_response(request, kept)
+    generation = pages.generation
     try:
-        return await handler(request)
+        answer = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = _ERRORS.get(exc.status, Msg(N_("This request could not be handled.")))
         return ui.error_page(request, exc.status, message)
+    # Only a plain page is kept: a kept page is given back with the headers every page has, so
+    # one that says anything more in its headers is rendered for each request.
+    if (cacheable and answer.status == 200 and isinstance(answer, web.Response)
+            and answer.content_type == "text/html" and isinstance(answer.body, bytes)
+            and {name.lower() for name in answer.headers} <= _PAGE_HEADERS):
+        return _kept_response(request, pages.put(key, answer.body, generation))
+    return answer
+
+
+def _kept_response(request: web.Request, page: KeptPage) -> web.Response:
+    """A page as rendered, with its ``ETag``; 304 Not Modified when the request names that tag.
+
+    ``Cache-Control: no-store`` stays, as on every page: a reader's browser keeps no copy of
+    what they read on disk.  The tag serves clients that ask again on their own (a feed
+    reader, a script, a proxy told to revalidate).
+    """
+    headers = {"Cache-Control": "no-store", "ETag": page.etag}
+    if etag_matches(request.headers.get("If-None-Match"), page.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=page.body, content_type="text/html", charset="utf-8", headers=headers)
 
 
 def make_public_app(core: NodeCore, config: Config) -> web.Application:
@@ -115,6 +153,7 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
         public=True,
         view_hosts=tuple(config.public_view_hosts),
     )
+    app[PAGES] = PageCache()
     app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_lifecycle)
     add = app.router.add_get  # add_get answers HEAD too
@@ -130,5 +169,11 @@ def make_public_app(core: NodeCore, config: Config) -> web.Application:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    async with following_posts(app[UI]):
-        yield
+    ui, pages = app[UI], app[PAGES]
+    async with following_posts(ui):
+        ui.core.on_new_posts.append(pages.on_new_posts)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ValueError):
+                ui.core.on_new_posts.remove(pages.on_new_posts)

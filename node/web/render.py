@@ -25,7 +25,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from markupsafe import Markup, escape
 
-__all__ = ["render_body", "highlight", "title_of", "ALLOWED_TAGS", "LINK_REL"]
+__all__ = ["render_body", "render_body_uncached", "highlight", "title_of", "ALLOWED_TAGS", "LINK_REL"]
 
 LINK_REL = "noopener noreferrer nofollow"
 
@@ -81,10 +81,16 @@ _CLEANER = nh3.Cleaner(
 )
 
 
+def render_body_uncached(body: str) -> Markup:
+    """The HTML of a post body in the formatting subset, rendered now (pages keep it by post
+    id: node/web/bodycache.py).  Never raises for any text."""
+    return Markup(_CLEANER.clean(_PARSER.render(body)))
+
+
 @functools.lru_cache(maxsize=512)
 def render_body(body: str) -> Markup:
     """The HTML of a post body in the formatting subset.  Never raises for any text."""
-    return Markup(_CLEANER.clean(_PARSER.render(body)))
+    return render_body_uncached(body)
 
 
 def highlight(snippet: str, spans: Iterable[tuple[int, int]]) -> Markup:

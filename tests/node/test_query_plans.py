@@ -77,6 +77,8 @@ PAGE_QUERIES: dict[str, Callable[[Store], object]] = {
                                                   after=(T0_MS, b"\x00" * 32)),
     "newest replies": lambda s: s.newest_replies(s.threads("labor", 1)[0].post.id, 51),
     "reply count": lambda s: s.reply_count(s.threads("labor", 1)[0].post.id),
+    "which replies have translations": lambda s: s.parents_with_children(
+        [r.post.id for r in s.threads("general", 100)], "translation"),
     "boards by activity": lambda s: s.board_page(51),
     "boards by activity, by cursor": lambda s: s.board_page(51, after=(T0_MS + 5_000_000, "general")),
     "boards by name": lambda s: s.board_page(51, by_name=True, after="general"),

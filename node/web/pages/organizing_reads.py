@@ -187,8 +187,13 @@ async def thread_extras(request: web.Request, post_id: bytes, *, first_page: boo
 
 
 def translations_of(store: Store, post_ids: Sequence[bytes], languages: Sequence[str]) -> dict[bytes, list[Any]]:
-    """``post id -> its translations`` for those of ``post_ids`` that have any."""
-    found = {pid: store.translations(pid, languages=languages) for pid in post_ids}
+    """``post id -> its translations`` for those of ``post_ids`` that have any.
+
+    Which posts have a translation at all is asked once for the whole page; only those are
+    read one by one (three reads each, where a thread page of a hundred replies without any
+    translation used to make three hundred)."""
+    having = store.parents_with_children(post_ids, posts.KIND_TRANSLATION)
+    found = {pid: store.translations(pid, languages=languages) for pid in post_ids if pid in having}
     return {pid: ts for pid, ts in found.items() if ts}
 
 
