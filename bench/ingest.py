@@ -10,12 +10,16 @@ compared with two baselines measured in the same run on the same posts:
 The verify baseline of each node figure is measured again right before and after it (the load of a
 shared machine changes during a run).  Measured on a fresh store, and on a store already holding
 ``prefill`` posts (500,000; quick: 50,000).  The full run also reports the resident memory of a
-node holding 1,000,000 posts.
+node holding 1,000,000 posts.  Each node figure comes with the node's CPU time per post (from
+/proc).  With ``DAZIBAO_BENCH_PROFILE=FOLDER`` (and py-spy installed) the node is recorded with
+py-spy while it ingests, here and in bench/single.py, and the run prints where its CPU went
+(decode, screen, verify, store, index, thread hops, HTTP).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -201,6 +205,78 @@ class NodeUnderTest:
             self.proc.wait()
 
 
+def node_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far (Linux /proc): a figure the
+    other load of a shared machine changes far less than a rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, name: str):
+    """With ``DAZIBAO_BENCH_PROFILE`` set to a folder, record the node process ``pid`` with py-spy
+    while the block runs (raw collapsed stacks, one line a stack, every thread, sampled
+    while running or ready to run) into ``FOLDER/NAME.txt``; otherwise do nothing.  py-spy must be installed."""
+    folder = os.environ.get("DAZIBAO_BENCH_PROFILE")
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                            "--threads", "--nonblocking", "-o", str(Path(folder) / f"{name}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
+#: Where the node's CPU goes, by the first of these frames found in a sampled stack (innermost
+#: first): the name of the share, and the function names that put a sample in it.
+PROFILE_SHARES = (
+    ("verify (libsodium)", ("crypto_sign_open",)),
+    ("thread hops", ("submit", "set_result", "_write_to_self", "_read_from_self", "run_in_executor", "_worker")),
+    ("decode", ("decode_each", "decode_posts", "_decode_push")),
+    ("screen", ("prescreen_each",)),
+    ("store", ("ingest_many",)),
+    ("reconciliation index", ("_update_index", "_update_index_each")),
+    ("gossip policy", ("pushed", "_on_new_posts")),
+    ("push pipeline on the loop", ("check_and_ingest", "verify_groups", "ingest_groups", "_after_store")),
+    ("HTTP, listener and API", ("_handle_request", "finish_response", "data_received", "_read_ready")),
+    ("event loop", ("_run_once",)),
+)
+
+
+def profile_shares(path: Path) -> dict[str, float]:
+    """The share of the samples of a py-spy raw profile (see :func:`profiled`) in each of
+    :data:`PROFILE_SHARES`, the rest as 'other'.  The samples are those of threads running or
+    ready to run (not waiting), so the shares split the node's CPU time, with the time a thread
+    woken on a loaded machine waits for a core counted where it waits."""
+    counts: dict[str, int] = {name: 0 for name, _ in PROFILE_SHARES}
+    counts["other"] = 0
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        names = [frame.split(" (", 1)[0] for frame in stack.split(";")[1:]]
+        share = next((name for frame in reversed(names) for name, marks in PROFILE_SHARES if frame in marks),
+                     "other")
+        counts[share] += int(n)
+        total += int(n)
+    return {name: count / max(total, 1) for name, count in counts.items()}
+
+
+def print_shares(name: str) -> None:
+    """Print the shares of the profile ``name`` recorded by :func:`profiled`, if one was."""
+    folder = os.environ.get("DAZIBAO_BENCH_PROFILE")
+    if folder and (Path(folder) / f"{name}.txt").exists():
+        shares = profile_shares(Path(folder) / f"{name}.txt")
+        print(f"    node CPU ({name}): " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+
+
 async def push_all(url: str, sample: list[posts.Post]) -> float:
     batches = [messages.encode_posts([p.raw for p in sample[i : i + limits.MAX_POSTS_PER_BATCH]])
                for i in range(0, len(sample), limits.MAX_POSTS_PER_BATCH)]
@@ -243,13 +319,19 @@ def main(quick: bool) -> dict[str, float]:
         fresh.mkdir()
         with NodeUnderTest(fresh) as node:
             before = raw_verify_rate(sample[:2_000])
-            rate = asyncio.run(push_all(node.url, sample))
+            with profiled(node.proc.pid, "ingest_fresh"):
+                cpu = node_cpu_s(node.proc.pid)
+                rate = asyncio.run(push_all(node.url, sample))
+                cpu_us = (node_cpu_s(node.proc.pid) - cpu) / len(sample) * 1e6
             # The machine's load changes during a run: the baseline of each figure is measured
             # right before and right after it, with the node idle, and averaged.
             verify = (before + raw_verify_rate(sample[:2_000])) / 2
         print(f"  node, fresh store                       {rate:10.0f} posts/s  "
-              f"= {rate / verify:.2f} x verify ({verify:.0f}/s around it), {rate / insert:.3f} x insert")
+              f"= {rate / verify:.2f} x verify ({verify:.0f}/s around it), {rate / insert:.3f} x insert; "
+              f"node CPU {cpu_us:.0f} us a post")
+        print_shares("ingest_fresh")
         result.update(fresh_posts_per_s=round(rate, 1), fresh_verify_per_s=round(verify, 1),
+                      fresh_node_cpu_us_per_post=round(cpu_us, 1),
                       ratio_fresh_to_verify=round(rate / verify, 3),
                       ratio_fresh_to_insert=round(rate / insert, 4))
 
@@ -260,13 +342,18 @@ def main(quick: bool) -> dict[str, float]:
         print(f"  prefilled {n_prefill} posts in {time.perf_counter() - t:.0f} s")
         with NodeUnderTest(full) as node:
             before = raw_verify_rate(sample[:2_000])
-            rate = asyncio.run(push_all(node.url, sample))
+            with profiled(node.proc.pid, "ingest_prefilled"):
+                cpu = node_cpu_s(node.proc.pid)
+                rate = asyncio.run(push_all(node.url, sample))
+                cpu_us = (node_cpu_s(node.proc.pid) - cpu) / len(sample) * 1e6
             rss = node.rss_mib()
             verify = (before + raw_verify_rate(sample[:2_000])) / 2
         print(f"  node, store holding {n_prefill:>7}            {rate:10.0f} posts/s  "
               f"= {rate / verify:.2f} x verify ({verify:.0f}/s around it), {rate / insert:.3f} x insert; "
-              f"resident {rss:.0f} MiB")
+              f"resident {rss:.0f} MiB; node CPU {cpu_us:.0f} us a post")
+        print_shares("ingest_prefilled")
         result.update(prefilled_posts=n_prefill, prefilled_posts_per_s=round(rate, 1),
+                      prefilled_node_cpu_us_per_post=round(cpu_us, 1),
                       prefilled_verify_per_s=round(verify, 1),
                       ratio_prefilled_to_verify=round(rate / verify, 3),
                       ratio_prefilled_to_insert=round(rate / insert, 4),

@@ -33,7 +33,7 @@ import aiohttp
 from dazibao.protocol import identity, limits, messages, posts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import NodeUnderTest, push_all  # noqa: E402  (a benchmark beside this one)
+from ingest import NodeUnderTest, print_shares, profiled, push_all  # noqa: E402  (a benchmark beside this one)
 
 #: Posts/s of other relays for the same scenario, measured once on the same 2-core machine
 #: (not re-run here): nostr-relay (Python) and strfry (C++).
@@ -179,7 +179,8 @@ def main(quick: bool) -> dict[str, float]:
                                                    check=False)
             sample = pool[taken : taken + per_run]
             taken += per_run
-            rate, p50, p95, sent, cpu = measured(node.proc.pid, node.url, sample, clients, seconds)
+            with profiled(node.proc.pid, f"single_c{clients}"):
+                rate, p50, p95, sent, cpu = measured(node.proc.pid, node.url, sample, clients, seconds)
             if sent >= len(sample):
                 print("  (the run used every post prepared: the rate is a floor)")
             print(f"  {clients:2d} clients: trivial aiohttp handler {http:8.0f} requests/s  p50 {h50:5.1f} ms  "
@@ -188,6 +189,7 @@ def main(quick: bool) -> dict[str, float]:
                   f"p95 {p95:5.1f} ms  {cpu:5.0f} us CPU/post = {cpu / http_cpu:.1f} x HTTP's CPU")
             print(f"      = {rate / http:.2f} x HTTP, {rate / batch_rate:.2f} x batches, "
                   + ", ".join(f"{rate / ref:.2f} x {name}" for name, ref in REFERENCE.items()))
+            print_shares(f"single_c{clients}")
             result.update({
                 f"c{clients}_http_per_s": round(http, 1),
                 f"c{clients}_http_cpu_us": round(http_cpu, 1),

@@ -25,7 +25,7 @@ from dazibao.protocol.errors import RemoteProtocolError, TooLargeError
 from . import __version__
 from .listeners import client_key, subnet_key
 from .pushes import PushBatcher
-from .service import NodeCore
+from .service import Decoded, NodeCore
 from .store import BoardInfo, StorageFullError, Store
 
 __all__ = ["make_gossip_app", "CORE", "MSGPACK", "error_response"]
@@ -292,15 +292,28 @@ async def fetch(request: web.Request) -> web.Response:
     return _msgpack(messages.encode_posts(batch))
 
 
+def _decode_push(body: bytes) -> tuple[messages.PostBatch, list[Decoded]]:
+    """A push's body and what each of its posts decodes to; raises what decode_posts raises."""
+    batch = messages.decode_posts(body, "push")
+    return batch, posts.decode_each(batch.posts)
+
+
 async def push(request: web.Request) -> web.Response:
     core = request.app[CORE]
     body = await _body(request)
     # A large batch is decoded on a thread; the count and sizes are checked from the headers
-    # first either way (messages.decode_posts), so no body is expensive to refuse.
+    # first either way (messages.decode_posts), so no body is expensive to refuse.  Each post
+    # is decoded once, here (posts.decode_each): in the same thread hop as the body, or, for a
+    # push of a single post (bounded by max_post_bytes), on the loop, where a hop to a thread
+    # would cost more than the decoding it moves (docs/performance.md, "single").
     if len(body) > OFF_LOOP_BYTES:
-        batch = await asyncio.to_thread(messages.decode_posts, body, "push")
+        batch, decoded = await asyncio.to_thread(_decode_push, body)
     else:
         batch = messages.decode_posts(body, "push")
+        if len(batch.posts) <= limits.PUSH_DECODE_ON_LOOP_POSTS:
+            decoded = posts.decode_each(batch.posts)
+        else:
+            decoded = await asyncio.to_thread(posts.decode_each, batch.posts)
     raws = batch.posts
     # Each post is checked on its own, so one bad post never refuses the others
     # (docs/protocol.md, "POST /v1/posts"), and every refusal names its place in the batch.
@@ -308,12 +321,13 @@ async def push(request: web.Request) -> web.Response:
     # answered once stored, each exactly as if it had been handled alone.
     if request.query.get("stem") == "1" or request.app[GOSSIP_STEM]:
         # The gossip policy hears of a stem push (docs/protocol.md, "POST /v1/posts") before its
-        # posts are stored, and of an ordinary one as a sign that they are being fluffed.
+        # posts are stored, and of an ordinary one as a sign that they are being fluffed.  The
+        # ids are those of posts.refused_id: of every post that passed steps 1 to 8.
         claimed = declared_peer(request)
         request.app[GOSSIP].pushed(None if claimed == "peer" else claimed, client_key(request.remote or ""),
-                                   [i for i in map(posts.refused_id, raws) if i is not None],
+                                   [item.id for item in decoded if item.id is not None],
                                    request.query.get("stem") == "1")
-    good, bad, report = await request.app[PUSHES].push(raws, declared_peer(request))
+    good, bad, report = await request.app[PUSHES].push(raws, decoded, declared_peer(request))
     checked, refused = _place(raws, good, bad)
     places: dict[bytes, list[int]] = {}
     for i, post in checked:

@@ -20,7 +20,7 @@ import json
 import logging
 import queue
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from .config import Config, DataDir
 from .keys import KeyStore
 from .store import IngestResult, Store, StoreError
 
-__all__ = ["StoreThread", "ReadPool", "NodeCore", "IngestReport", "check_batch", "decode_heads", "chosen_boards"]
+__all__ = ["StoreThread", "ReadPool", "NodeCore", "IngestReport", "check_batch", "verify_decoded", "chosen_boards"]
 
 log = logging.getLogger("dazibao.node")
 
@@ -167,41 +167,124 @@ def _at_cap(store: Store) -> bool:
     return bool(info["max_bytes"]) and info["db_bytes"] + (1 << 20) >= info["max_bytes"]
 
 
-Head = tuple[bytes, str, bytes, int]
+#: A raw post from outside once decoded (``posts.decode_each``): the post, or why it is not one.
+Decoded = posts.Post | posts.Undecodable
 
 
-def decode_heads(raws: Sequence[bytes]) -> list[Head | None]:
-    """``(id, board, author, created_at_ms)`` of each raw post that decodes (signature not
-    checked), else None."""
-    heads: list[Head | None] = []
-    for raw in raws:
+def verify_decoded(batch: Sequence[posts.Post], now: float) -> list[str | None]:
+    """``posts.check_decoded`` of each decoded post (time window and signature): None for a
+    valid one, else the code of its refusal."""
+    codes: list[str | None] = []
+    for post in batch:
         try:
-            post = posts.decode_post(raw)
-        except RemoteProtocolError:
-            heads.append(None)
+            posts.check_decoded(post, now)
+        except RemoteProtocolError as exc:
+            codes.append(exc.code)
         else:
-            heads.append((post.id, post.board, post.author, post.created_at_ms))
-    return heads
+            codes.append(None)
+    return codes
+
+
+Verdicts = tuple[list[posts.Post], list[tuple[bytes | None, str]]]
+
+
+def _spans(parts: Sequence[Sequence[Decoded]]) -> list[list[tuple[bytes, str, bytes, int]]]:
+    """What the screen before verification reads of each group: (id, board, author, time)."""
+    return [[(p.id, p.board, p.author, p.created_at_ms) for p in part if isinstance(p, posts.Post)]
+            for part in parts]
+
+
+def _screened(parts: Sequence[Sequence[Decoded]], screens: Sequence[dict[bytes, str]]
+              ) -> tuple[list[tuple[bytes | None, str] | None], list[posts.Post]]:
+    """The refusal of each post that does not decode or that the screen refused (None for the
+    others, in batch order), and the posts left to verify."""
+    # A post that does not decode is reported without an id here, as check_post's refusals
+    # always were (the push answer gives it the id of posts.refused_id).
+    verdicts: list[tuple[bytes | None, str] | None] = []
+    todo: list[posts.Post] = []
+    for part, screen in zip(parts, screens, strict=True):
+        for item in part:
+            if isinstance(item, posts.Undecodable):
+                verdicts.append((None, item.code))
+            elif (code := screen.get(item.id)) is not None:
+                verdicts.append((item.id, code))
+            else:
+                verdicts.append(None)
+                todo.append(item)
+    return verdicts, todo
+
+
+def _assemble(parts: Sequence[Sequence[Decoded]], screened: Sequence[tuple[bytes | None, str] | None],
+              codes: Sequence[str | None]) -> list[Verdicts]:
+    """Each group's valid posts and refusals, both in its order (the push answer gives each
+    refusal its place), from :func:`_screened` and the codes of verifying what it left."""
+    out: list[Verdicts] = []
+    left = iter(codes)
+    k = 0
+    for part in parts:
+        good: list[posts.Post] = []
+        bad: list[tuple[bytes | None, str]] = []
+        for item in part:
+            verdict = screened[k]
+            k += 1
+            if verdict is not None:
+                bad.append(verdict)
+                continue
+            assert isinstance(item, posts.Post)
+            code = next(left)
+            if code is None:
+                good.append(item)
+            else:
+                bad.append((item.id, code))
+        out.append((good, bad))
+    return out
+
+
+def _check_and_store(store: Store, parts: Sequence[Sequence[Decoded]], sources: Sequence[str | None], *,
+                     now: float, now_ms: int, boards: Collection[str] | None
+                     ) -> tuple[list[Verdicts], list[int], list[IngestResult | BaseException]]:
+    """On the store thread: screen, verify and store a small batch of decoded pushes (see
+    NodeCore.check_and_ingest): the verdicts of each group, the groups with posts to store, and
+    what storing each of those did.  Raises StoreError (the store is full, locked, damaged)."""
+    screened, todo = _screened(parts, store.prescreen_each(_spans(parts), now_ms=now_ms))
+    verdicts = _assemble(parts, screened, verify_decoded(todo, now))
+    live = [i for i, (good, _) in enumerate(verdicts) if good]
+    wanted = [(verdicts[i][0], sources[i]) for i in live]
+    if not wanted:
+        return verdicts, live, []
+    try:
+        return verdicts, live, list(store.ingest_many(wanted, now_ms=now_ms, boards=boards))
+    except StoreError:
+        raise
+    except Exception:
+        if len(wanted) == 1:
+            raise
+        log.exception("storing %d coalesced batches together failed; storing them one by one", len(wanted))
+    results: list[IngestResult | BaseException] = []
+    for group in wanted:
+        try:
+            results.append(store.ingest_many([group], now_ms=now_ms, boards=boards)[0])
+        except StoreError:
+            raise
+        except Exception as exc:
+            results.append(exc)
+    return verdicts, live, results
 
 
 def check_batch(raws: Sequence[bytes], now: float) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
-    """Check raw posts from outside: the valid ones, and (id or None, code) for the others."""
+    """Check raw posts from outside: the valid ones, and (id or None, code) for the others (the
+    id when the bytes decode and then fail the time window or the signature)."""
     good: list[posts.Post] = []
     bad: list[tuple[bytes | None, str]] = []
-    for raw in raws:
+    for item in posts.decode_each(raws):
+        if isinstance(item, posts.Undecodable):
+            bad.append((None, item.code))
+            continue
         try:
-            good.append(posts.check_post(raw, now))
+            good.append(posts.check_decoded(item, now))
         except RemoteProtocolError as exc:
-            bad.append((_id_of(raw), exc.code))
+            bad.append((item.id, exc.code))
     return good, bad
-
-
-def _id_of(raw: bytes) -> bytes | None:
-    """The id a malformed post claims, when it can be told; None when not."""
-    try:
-        return posts.decode_post(raw).id
-    except RemoteProtocolError:
-        return None
 
 
 @dataclass
@@ -350,67 +433,50 @@ class NodeCore:
             return [], []
         return (await self.verify_groups([raws], remember=remember))[0]
 
-    async def verify_groups(self, groups: Sequence[Sequence[bytes]], *, remember: bool = False
+    async def verify_groups(self, groups: Sequence[Sequence[bytes]], *, remember: bool = False,
+                            decoded: Sequence[Sequence[Decoded]] | None = None
                             ) -> list[tuple[list[posts.Post], list[tuple[bytes | None, str]]]]:
         """:meth:`verify` of each group, with the fixed costs paid once for all of them: one
         decode hop, one store read for the screens, one verification spread over the threads.
 
         Each group is screened on its own, against the store as it is before any of them is
-        stored, exactly as separate concurrent calls of :meth:`verify` would be.
+        stored, exactly as separate concurrent calls of :meth:`verify` would be.  Each post is
+        decoded once (``posts.decode_each``, here or by the caller: ``decoded``, one list per
+        group, instead of ``groups``); the screen reads its fields and the verify threads check
+        the decoded post (``posts.check_decoded``).
         """
         loop = asyncio.get_running_loop()
-        raws = [raw for group in groups for raw in group]
-        if not raws:
-            return [([], []) for _ in groups]
-        heads = await loop.run_in_executor(self._verify_pool, decode_heads, raws)
-        spans: list[list[Head]] = []
-        start = 0
-        for group in groups:
-            spans.append([h for h in heads[start : start + len(group)] if h is not None])
-            start += len(group)
-        screens = await self.db.call(Store.prescreen_each, spans, now_ms=self.now_ms(),
+        parts: list[Sequence[Decoded]]
+        if decoded is not None:
+            parts = list(decoded)  # ``groups`` is then not read
+        else:
+            raws = [raw for group in groups for raw in group]
+            flat = await loop.run_in_executor(self._verify_pool, posts.decode_each, raws) if raws else []
+            parts = []
+            start = 0
+            for group in groups:
+                parts.append(flat[start : start + len(group)])
+                start += len(group)
+        if not any(parts):
+            return [([], []) for _ in parts]
+        screens = await self.db.call(Store.prescreen_each, _spans(parts), now_ms=self.now_ms(),
                                      remember=remember and not self.read_only)
-        codes: list[str | None] = []
-        start = 0
-        for group, screened in zip(groups, screens, strict=True):
-            codes += [screened.get(h[0]) if h is not None else None for h in heads[start : start + len(group)]]
-            start += len(group)
-        good, checked_bad = await self._check([raw for raw, code in zip(raws, codes, strict=True) if code is None])
-        # Both lists of each group stay in its order (the push answer gives each refusal its place).
-        out: list[tuple[list[posts.Post], list[tuple[bytes | None, str]]]] = []
-        g = b = i = 0
-        for group in groups:
-            mine: list[posts.Post] = []
-            bad: list[tuple[bytes | None, str]] = []
-            for raw in group:
-                head, code = heads[i], codes[i]
-                i += 1
-                if code is not None:
-                    bad.append((head[0] if head is not None else None, code))
-                elif g < len(good) and good[g].raw == raw:
-                    mine.append(good[g])
-                    g += 1
-                else:
-                    bad.append(checked_bad[b])
-                    b += 1
-            out.append((mine, bad))
-        return out
+        screened, todo = _screened(parts, screens)
+        return _assemble(parts, screened, await self._check(todo))
 
-    async def _check(self, raws: Sequence[bytes]) -> tuple[list[posts.Post], list[tuple[bytes | None, str]]]:
+    async def _check(self, batch: Sequence[posts.Post]) -> list[str | None]:
+        """:func:`verify_decoded` of ``batch``, spread over the verify threads when it is large."""
+        if not batch:
+            return []
         now = self.clock()
         loop = asyncio.get_running_loop()
-        n = self._verify_threads if len(raws) >= 64 else 1
-        size = -(-len(raws) // n) if raws else 0
-        chunks = [raws[i : i + size] for i in range(0, len(raws), size)] if size else []
+        n = self._verify_threads if len(batch) >= limits.SMALL_PUSH_BATCH_POSTS else 1
+        size = -(-len(batch) // n)
+        chunks = [batch[i : i + size] for i in range(0, len(batch), size)]
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._verify_pool, check_batch, chunk, now) for chunk in chunks)
+            *(loop.run_in_executor(self._verify_pool, verify_decoded, chunk, now) for chunk in chunks)
         )
-        good: list[posts.Post] = []
-        bad: list[tuple[bytes | None, str]] = []
-        for g, b in results:
-            good.extend(g)
-            bad.extend(b)
-        return good, bad
+        return [code for chunk in results for code in chunk]
 
     async def ingest_raw(self, raws: Sequence[bytes], source: str | None) -> IngestReport:
         """Check and store posts from outside.  Invalid posts are reported and never stored."""
@@ -467,6 +533,41 @@ class NodeCore:
                     raise
                 except Exception as exc:
                     results.append(exc)
+        return await self._after_store(groups, live, results)
+
+    async def check_and_ingest(self, jobs: Sequence[tuple[Sequence[Decoded], str | None]]
+                               ) -> list[tuple[Verdicts, IngestReport | BaseException]]:
+        """:meth:`verify_groups` of the decoded posts of each ``(decoded, source)`` group, then
+        :meth:`ingest_groups` of their valid posts: for each group, its verdicts (valid posts and
+        refusals, in order) and its report, or the exception storing it raised.
+
+        A batch of fewer than ``small_push_batch_posts`` posts (most coalesced pushes of one
+        post each) is screened, verified and stored in one call on the store thread, since it is
+        verified on one thread either way: one hop there and back instead of three, with the
+        same verdicts in the same order (libsodium releases the GIL while it verifies, so the
+        event loop runs meanwhile).  A larger batch is verified on all the verify threads.
+        """
+        parts = [decoded for decoded, _ in jobs]
+        if sum(map(len, parts)) >= limits.SMALL_PUSH_BATCH_POSTS or any(src == "local" for _, src in jobs):
+            verdicts = await self.verify_groups([], decoded=parts)
+            reports = await self.ingest_groups([(good, src) for (good, _), (_, src)
+                                                in zip(verdicts, jobs, strict=True)])
+            return list(zip(verdicts, reports, strict=True))
+        verdicts, live, results = await self.db.call(
+            _check_and_store, parts, [src for _, src in jobs], now=self.clock(), now_ms=self.now_ms(),
+            boards=self.boards or None)
+        if live:
+            self.last_ingest = self.clock()
+        groups = [(good, src) for (good, _), (_, src) in zip(verdicts, jobs, strict=True)]
+        return list(zip(verdicts, await self._after_store(groups, live, results), strict=True))
+
+    async def _after_store(self, groups: Sequence[tuple[Sequence[posts.Post], str | None]], live: list[int],
+                           results: Sequence[IngestResult | BaseException]) -> list[IngestReport | BaseException]:
+        """What follows storing the groups ``live`` of ``groups`` (``results``, in that order):
+        the index, the posts older than the board's retention, the callbacks, the reports."""
+        out: list[IngestReport | BaseException] = [IngestReport([], 0, []) for _ in groups]
+        if not live:
+            return out
         stored = [(r, groups[i][1]) for i, r in zip(live, results, strict=True) if not isinstance(r, BaseException)]
         await self.on_index(_update_index_each, [(self._index_keys(r.added, source), self._unhold(r.removed_keys))
                                                  for r, source in stored])

@@ -281,6 +281,17 @@ TABLE: tuple[Limit, ...] = (
               "the others; each connection keeps its own page cache (32 MiB at most), and more readers "
               "than cores only share the same two cores."),
     # Node: ingest and single-post requests (node/api.py, node/service.py).
+    Limit("small_push_batch_posts", 64, "posts",
+          "posts of a coalesced push batch below which it is verified on one thread, in the store "
+          "thread's one hop with its screen and its write", scope="node",
+          why="Below this a second verify thread saves less than the hops cost: a small batch is screened, "
+              "verified (libsodium releases the GIL) and stored in one call on the store thread; a larger one "
+              "is verified on all the verify threads between the screen and the write."),
+    Limit("push_decode_on_loop_posts", 1, "posts",
+          "posts of one push decoded on the event loop instead of on a thread", scope="node",
+          why="A push of one post (at most max_post_bytes) is decoded where it arrives: a hop to a "
+              "thread and back costs more CPU than decoding one post; larger pushes are decoded off the "
+              "loop, so the loop's work per request stays bounded."),
     Limit("push_batch_delay_ms", 2, "ms",
           "longest a pushed batch waits for concurrent pushes to be checked and stored with it",
           scope="node",
@@ -479,6 +490,8 @@ MAX_SEARCH_RESULTS = by_name("max_search_results")
 READ_POOL_CONNECTIONS = by_name("read_pool_connections")
 TLS_HANDSHAKE_TIMEOUT_S = by_name("tls_handshake_timeout_s")
 TOR_CONTROL_TIMEOUT_S = by_name("tor_control_timeout_s")
+PUSH_DECODE_ON_LOOP_POSTS = by_name("push_decode_on_loop_posts")
+SMALL_PUSH_BATCH_POSTS = by_name("small_push_batch_posts")
 STEM_EPOCH_S = by_name("stem_epoch_s")
 STEM_FLUFF_TIMEOUT_S = by_name("stem_fluff_timeout_s")
 MAX_STEM_POSTS_PER_MINUTE = by_name("max_stem_posts_per_minute")

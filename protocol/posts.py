@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,9 @@ __all__ = [
     "decode_post",
     "verify_post",
     "check_post",
+    "check_decoded",
+    "decode_each",
+    "Undecodable",
     "check_retraction",
     "check_board",
     "check_text_body",
@@ -458,13 +461,52 @@ def decode_post(data: bytes) -> Post:
     VersionError, UnknownKindError, BoardError, BodyError or WorkError -- all
     RemoteProtocolError subclasses.
     """
-    kind, board, author, created_at_ms, parent, body, signature, work = _decode_canonical(data)
+    return _finish(_decode_canonical(data), bytes(data))
+
+
+def _finish(decoded: _Fields, raw: bytes) -> Post:
+    """Steps 9 to 13 of "Checking a post from outside" on the fields of a canonical post."""
+    kind, board, author, created_at_ms, parent, body, signature, work = decoded
     _check_fields(kind, board, parent, body, created_at_ms)
-    raw = bytes(data)
     pid = claimed_id(raw)
     if work is not None and not meets(pid, work[0]):
         raise WorkError(f"the post commits to {work[0]} bits of work, and its id has fewer leading zero bits")
     return Post(pid, kind, board, author, created_at_ms, parent, body, signature, raw, work)
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Bytes that :func:`decode_post` refuses: the error it raised, and the id to report for
+    them (that of :func:`refused_id`: the id of the bytes once steps 1 to 8 passed, else None)."""
+
+    error: RemoteProtocolError
+    id: bytes | None
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+
+def decode_each(raws: Iterable[bytes]) -> list[Post | Undecodable]:
+    """:func:`decode_post` of each of ``raws``, with the refusals as values instead of raised:
+    for each, the :class:`Post` (steps 1 to 13 passed; then :func:`check_decoded`) or an
+    :class:`Undecodable` holding the error ``decode_post`` raises for it and its
+    :func:`refused_id`.  Each post is decoded once, however it is then screened and checked.
+    Raises nothing for bad input.
+    """
+    out: list[Post | Undecodable] = []
+    for data in raws:
+        raw = bytes(data)
+        try:
+            decoded = _decode_canonical(raw)
+        except RemoteProtocolError as exc:
+            out.append(Undecodable(exc, None))
+            continue
+        try:
+            out.append(_finish(decoded, raw))
+        except RemoteProtocolError as exc:
+            out.append(Undecodable(exc, claimed_id(raw)))
+    return out
 
 
 def refused_id(data: bytes) -> bytes | None:
@@ -492,7 +534,16 @@ def check_post(data: bytes, now: float) -> Post:
     SignatureError.  An object of a kind this implementation does not know passes when its
     generic fields are sound: ask :func:`is_known_kind` before interpreting one.
     """
-    post = decode_post(data)
+    return check_decoded(decode_post(data), now)
+
+
+def check_decoded(post: Post, now: float) -> Post:
+    """The rest of :func:`check_post` for a post :func:`decode_post` (or :func:`decode_each`)
+    returned: steps 14 and 15 of "Checking a post from outside", the time window, then the
+    signature.  ``check_post(data, now)`` is ``check_decoded(decode_post(data), now)``: the same
+    rules, errors and order, without decoding the bytes a second time.  Returns ``post``;
+    raises FutureError or SignatureError.
+    """
     limit_ms = int(now * 1000) + limits.MAX_FUTURE_SKEW_S * 1000
     if post.created_at_ms > limit_ms:
         raise FutureError(
