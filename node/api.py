@@ -36,8 +36,6 @@ CORE = web.AppKey("core", NodeCore)
 MSGPACK = "application/x-msgpack"
 PROTOCOL_VERSION = 1
 PEER_FRESH_MS = 86_400_000
-#: Bodies larger than this are decoded on a thread rather than on the event loop.
-OFF_LOOP_BYTES = 65_536
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -306,7 +304,7 @@ async def push(request: web.Request) -> web.Response:
     # is decoded once, here (posts.decode_each): in the same thread hop as the body, or, for a
     # push of a single post (bounded by max_post_bytes), on the loop, where a hop to a thread
     # would cost more than the decoding it moves (docs/performance.md, "single").
-    if len(body) > OFF_LOOP_BYTES:
+    if len(body) > limits.PUSH_DECODE_ON_LOOP_BYTES:
         batch, decoded = await asyncio.to_thread(_decode_push, body)
     else:
         batch = messages.decode_posts(body, "push")

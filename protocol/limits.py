@@ -115,6 +115,17 @@ TABLE: tuple[Limit, ...] = (
           why="Bounds the memory of the in-flight set (about 10 MB) against a peer that announces ids it "
               "never pushes; past it ids are still wanted, only not deduplicated."),
     # Node: the gossip listener (node/api.py, node/listeners.py).
+    Limit("push_decode_on_loop_bytes", 65_536, "bytes",
+          "largest push body decoded on the event loop; a larger one is decoded on a thread", scope="node",
+          why="A body is decoded where it arrives when that costs less than the hop to a thread and back; "
+              "above this the decoding (up to max_push_bytes) would hold the event loop, and every other "
+              "request, for milliseconds."),
+    Limit("client_key_cache_addresses", 4_096, "addresses",
+          "client addresses whose counting keys (the address, its IPv6 /64, its IPv4 /24) are kept parsed",
+          scope="node",
+          why="Every request is counted under its client's address, parsed from text each time: kept parses "
+              "save a tenth of the event loop's time under many small requests; bounded, so many addresses "
+              "only push old ones out."),
     Limit("listener_idle_timeout_s", 15, "seconds", "an idle connection (no request begun) is closed after this",
           scope="node",
           why="Every open connection costs a socket and a buffer; a peer's client opens a connection when it "
@@ -477,11 +488,6 @@ MAX_OBJECT_FIELDS = by_name("max_object_fields")
 MAX_FIELD_CHARS = by_name("max_field_chars")
 MAX_PLEDGE_THRESHOLD = by_name("max_pledge_threshold")
 MAX_VISIT_MARKS = by_name("max_visit_marks")
-UI_BODY_CACHE_POSTS = by_name("ui_body_cache_posts")
-UI_BODY_CACHE_CHARS = by_name("ui_body_cache_chars")
-PUBLIC_PAGE_CACHE_PAGES = by_name("public_page_cache_pages")
-PUBLIC_PAGE_CACHE_BYTES = by_name("public_page_cache_bytes")
-PUBLIC_PAGE_CACHE_S = by_name("public_page_cache_s")
 MAX_UNREAD_SCAN = by_name("max_unread_scan")
 UI_REPLIES_PAGE_POSTS = by_name("ui_replies_page_posts")
 UI_SYNC_NOW_PEERS = by_name("ui_sync_now_peers")
@@ -490,8 +496,6 @@ MAX_SEARCH_RESULTS = by_name("max_search_results")
 READ_POOL_CONNECTIONS = by_name("read_pool_connections")
 TLS_HANDSHAKE_TIMEOUT_S = by_name("tls_handshake_timeout_s")
 TOR_CONTROL_TIMEOUT_S = by_name("tor_control_timeout_s")
-PUSH_DECODE_ON_LOOP_POSTS = by_name("push_decode_on_loop_posts")
-SMALL_PUSH_BATCH_POSTS = by_name("small_push_batch_posts")
 STEM_EPOCH_S = by_name("stem_epoch_s")
 STEM_FLUFF_TIMEOUT_S = by_name("stem_fluff_timeout_s")
 MAX_STEM_POSTS_PER_MINUTE = by_name("max_stem_posts_per_minute")
@@ -499,6 +503,15 @@ MAX_STEM_POSTS = by_name("max_stem_posts")
 PUSH_BATCH_DELAY_MS = by_name("push_batch_delay_ms")
 MAX_PUSH_BATCH_POSTS = by_name("max_push_batch_posts")
 PUSH_BATCHES_IN_FLIGHT = by_name("push_batches_in_flight")
+UI_BODY_CACHE_POSTS = by_name("ui_body_cache_posts")
+UI_BODY_CACHE_CHARS = by_name("ui_body_cache_chars")
+PUBLIC_PAGE_CACHE_PAGES = by_name("public_page_cache_pages")
+PUBLIC_PAGE_CACHE_BYTES = by_name("public_page_cache_bytes")
+PUBLIC_PAGE_CACHE_S = by_name("public_page_cache_s")
+PUSH_DECODE_ON_LOOP_POSTS = by_name("push_decode_on_loop_posts")
+SMALL_PUSH_BATCH_POSTS = by_name("small_push_batch_posts")
+PUSH_DECODE_ON_LOOP_BYTES = by_name("push_decode_on_loop_bytes")
+CLIENT_KEY_CACHE_ADDRESSES = by_name("client_key_cache_addresses")
 MAX_TALLY_OBJECTS = by_name("max_tally_objects")
 SEARCH_SCAN_ROWS = by_name("search_scan_rows")
 UI_ORGANIZING_ITEMS = by_name("ui_organizing_items")
