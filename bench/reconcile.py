@@ -211,12 +211,14 @@ class CountingProxy:
                 writer.close()
 
 
-async def converse_on_the_wire(a: KeyIndex, b: KeyIndex, boards) -> dict:
-    """One reconciliation, ``a`` asking over HTTP and ``b`` answering, bytes counted on the wire."""
+async def converse_on_the_wire(a: KeyIndex, b: KeyIndex, boards, sketches: bool = True) -> dict:
+    """One reconciliation, ``a`` asking over HTTP and ``b`` answering, bytes counted on the wire;
+    ``sketches=False`` runs both sides as the release before sketches."""
 
     async def reconcile_round(request: web.Request) -> web.Response:
         # What node/api.py answers: the reply as application/x-msgpack.
-        return web.Response(body=respond(b, await request.read()), content_type="application/x-msgpack")
+        body = respond(b, await request.read(), sketches=sketches)
+        return web.Response(body=body, content_type="application/x-msgpack")
 
     app = web.Application()
     app.router.add_post("/v1/reconcile", reconcile_round)
@@ -228,7 +230,7 @@ async def converse_on_the_wire(a: KeyIndex, b: KeyIndex, boards) -> dict:
         async with aiohttp.ClientSession() as session:
             # What a node on loopback sends a peer on loopback: its headers, Dazibao-Peer included.
             client = PeerClient(session, f"http://127.0.0.1:{port}", origin="http://*:8470")
-            init = Initiator(a, boards)
+            init = Initiator(a, boards, sketches=sketches)
             msg: bytes | None = init.initiate()
             while msg is not None:
                 reply = await asyncio.wait_for(client.reconcile(msg), _WIRE_TIMEOUT_S)
@@ -248,14 +250,15 @@ async def converse_on_the_wire(a: KeyIndex, b: KeyIndex, boards) -> dict:
 
 
 def wire_cases(rng: random.Random) -> dict[str, dict]:
-    """The wire scenario, each kind: 50 000 shared posts and 100 differing."""
+    """The wire scenario, each kind: 50 000 shared posts and 100 differing; each kind also with
+    both sides as the release before sketches (``<kind>_before``), the baseline of the same run."""
     n = WIRE_SHARED + WIRE_DIFF
     posts = make_posts(rng, n)
     a, b = build(posts), build(posts)
     times = [p[1] for p in posts]
     by_age = sorted(range(n), key=times.__getitem__)
     out = {}
-    for kind in ("clustered", "clustered_rev", "random"):
+    for kind, sketches in [(k, s) for k in ("clustered", "clustered_rev", "random") for s in (True, False)]:
         if kind == "random":
             picked = rng.sample(range(n), WIRE_DIFF)
             from_a = [i for i in picked if rng.random() < 0.5]
@@ -269,7 +272,7 @@ def wire_cases(rng: random.Random) -> dict[str, dict]:
         for i in from_b:
             b.remove(keys[i])
         try:
-            r = asyncio.run(converse_on_the_wire(a, b, BOARDS))
+            r = asyncio.run(converse_on_the_wire(a, b, BOARDS, sketches))
         finally:
             for i in from_a:
                 a.add(keys[i])
@@ -279,7 +282,7 @@ def wire_cases(rng: random.Random) -> dict[str, dict]:
         if (sorted(init.need) != sorted(posts[i][2] for i in from_a)
                 or sorted(init.have) != sorted(posts[i][2] for i in from_b)):
             raise AssertionError(f"reconciliation on the wire, {kind}, did not find the difference")
-        out[kind] = r
+        out[kind if sketches else f"{kind}_before"] = r
     return out
 
 
@@ -369,7 +372,11 @@ def main(quick: bool) -> dict[str, float]:
         out[f"wire_{kind}_over_strfry"] = round(ratio, 3)
     random_over = wire["random"]["wire_total"] / wire["clustered"]["wire_total"]
     out["wire_random_over_clustered"] = round(random_over, 2)
-    print(f"random / clustered: {random_over:.2f}x")
+    before_over = wire["random_before"]["wire_total"] / wire["clustered_before"]["wire_total"]
+    out["wire_random_over_clustered_before"] = round(before_over, 2)
+    out["wire_random_over_random_before"] = round(wire["random"]["wire_total"] / wire["random_before"]["wire_total"], 3)
+    print(f"random / clustered: {random_over:.2f}x with sketches, {before_over:.2f}x without (the release before); "
+          f"random with / without sketches: {out['wire_random_over_random_before']:.3f}x")
     checks["target_wire_clustered_over_strfry"] = out["wire_clustered_over_strfry"] <= WIRE_CLUSTERED_OVER_STRFRY
     checks["target_wire_random_over_clustered"] = random_over <= WIRE_RANDOM_OVER_CLUSTERED
     for name, ok in checks.items():

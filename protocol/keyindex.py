@@ -27,7 +27,7 @@ import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from . import limits
+from . import limits, sketch
 from .errors import LocalProtocolError
 
 __all__ = ["KeyIndex", "ID_BYTES", "FINGERPRINT_BYTES", "MIN_KEY_BYTES", "MAX_KEY_BYTES", "fingerprint_of"]
@@ -44,6 +44,12 @@ _LOAD = 512  # keys per block after a bulk build
 _MAX_BLOCK = 2 * _LOAD  # a block that grows past this is split in two
 _MIN_BLOCK = _LOAD // 4  # a block that shrinks below this is merged into a neighbour
 _STRIDE = 16  # ids between two checkpoints of a block: at most 8 id additions per prefix sum
+_CACHED = limits.SKETCH_CACHED_SYMBOLS  # coded symbols kept per block (§5.1)
+_SYMBOL_BITS = 8 * sketch.SYMBOL_BYTES
+#: Ids added or removed since a block's symbols were last brought up to date: folded in together
+#: (one packing of the symbols for all of them) when a sketch needs the block or when this many
+#: have gathered, which costs an insert far less than updating the packed symbols each time.
+_MAX_DELTA = 64
 
 
 def fingerprint_of(id_sum: int, count: int) -> bytes:
@@ -71,6 +77,19 @@ def _checkpoints(block: list[bytes]) -> list[int]:
     return out
 
 
+def _block_cells(block: list[bytes]) -> int:
+    """The first _CACHED coded symbols of a block's ids, packed (§5.1)."""
+    return sketch.packed(sketch.symbols((k[-ID_BYTES:] for k in block), _CACHED))
+
+
+def _end_part(block: list[bytes], i: int, j: int) -> tuple[list[bytes], bool]:
+    """The keys to compute symbols of for the part [i, j) of a cached block: the part itself,
+    or the rest of the block (then True: XOR the block's symbols in) when that is smaller."""
+    if 2 * (j - i) <= len(block):
+        return block[i:j], False
+    return block[:i] + block[j:], True
+
+
 def _check_key(key: object) -> bytes:
     if type(key) is not bytes:
         raise LocalProtocolError("a key must be bytes")
@@ -90,7 +109,7 @@ class KeyIndex:
     key (bytes of 42 to 233 bytes with 0x00 before the time and id).
     """
 
-    __slots__ = ("_blocks", "_firsts", "_sums", "_marks", "_pre_n", "_pre_s", "_dirty", "_len")
+    __slots__ = ("_blocks", "_firsts", "_sums", "_marks", "_cells", "_delta", "_pre_n", "_pre_s", "_dirty", "_len")
 
     def __init__(self, keys: Iterable[bytes] = ()) -> None:
         ordered = sorted({_check_key(k) for k in keys})
@@ -102,6 +121,11 @@ class KeyIndex:
         self._sums: list[int] = [
             (m[-1] + _id_sum(b[(len(m) - 1) * _STRIDE :])) & _MASK for b, m in zip(self._blocks, marks, strict=True)
         ]
+        # The first _CACHED coded symbols of each block, packed (sketch.packed), kept current.
+        self._cells: list[int] = [_block_cells(b) for b in self._blocks]
+        # Ids toggled in each block since its symbols were computed (XOR: adding and removing
+        # are the same operation), folded in by _fold.
+        self._delta: list[list[bytes]] = [[] for _ in self._blocks]
         self._len = len(ordered)
         self._pre_n: list[int] = [0]
         self._pre_s: list[int] = [0]
@@ -133,6 +157,8 @@ class KeyIndex:
             self._firsts.append(key)
             self._sums.append(_id_sum((key,)))
             self._marks.append(None)
+            self._cells.append(_block_cells([key]))
+            self._delta.append([])
             self._len = 1
             self._dirty = 0
             return True
@@ -154,6 +180,7 @@ class KeyIndex:
                 marks[m] += new - _id_sum((blk[m * _STRIDE],))
             if len(blk) % _STRIDE == 0:
                 marks.append(marks[-1] + _id_sum(blk[-_STRIDE:]))
+        self._toggle(j, key)
         self._len += 1
         if len(blk) > _MAX_BLOCK:
             self._split_block(j)
@@ -180,8 +207,9 @@ class KeyIndex:
             del marks[len(blk) // _STRIDE + 1 :]
             for m in range(i // _STRIDE + 1, len(marks)):
                 marks[m] += _id_sum((blk[m * _STRIDE - 1],)) - old
+        self._toggle(j, key)
         if not blk:
-            del self._blocks[j], self._firsts[j], self._sums[j], self._marks[j]
+            del self._blocks[j], self._firsts[j], self._sums[j], self._marks[j], self._cells[j], self._delta[j]
         else:
             if i == 0:
                 self._firsts[j] = blk[0]
@@ -189,6 +217,19 @@ class KeyIndex:
                 j = self._merge_block(j)
         self._dirty = min(self._dirty, max(j, 0))
         return True
+
+    def _toggle(self, j: int, key: bytes) -> None:
+        delta = self._delta[j]
+        delta.append(key[-ID_BYTES:])
+        if len(delta) >= _MAX_DELTA:
+            self._fold(j)
+
+    def _fold(self, j: int) -> None:
+        """Bring block ``j``'s cached symbols up to date with the ids toggled since."""
+        delta = self._delta[j]
+        if delta:
+            self._cells[j] ^= sketch.packed(sketch.symbols(delta, _CACHED))
+            delta.clear()
 
     def _split_block(self, j: int) -> None:
         blk = self._blocks[j]
@@ -199,6 +240,10 @@ class KeyIndex:
         self._firsts[j : j + 1] = [left[0], right[0]]
         self._sums[j : j + 1] = [(self._sums[j] - right_sum) & _MASK, right_sum]
         self._marks[j : j + 1] = [None, None]
+        self._fold(j)
+        left_cells = _block_cells(left)
+        self._cells[j : j + 1] = [left_cells, self._cells[j] ^ left_cells]
+        self._delta[j : j + 1] = [[], []]
 
     def _merge_block(self, j: int) -> int:
         # Merge block j into its right neighbour (or the left one for the last block); return
@@ -211,6 +256,10 @@ class KeyIndex:
         self._firsts[j : j + 2] = [merged[0]]
         self._sums[j : j + 2] = [total]
         self._marks[j : j + 2] = [None]
+        self._fold(j)
+        self._fold(j + 1)
+        self._cells[j : j + 2] = [self._cells[j] ^ self._cells[j + 1]]
+        self._delta[j : j + 2] = [[]]
         if len(merged) > _MAX_BLOCK:
             self._split_block(j)
         return j
@@ -329,6 +378,74 @@ class KeyIndex:
     def ids_at(self, start: int, stop: int) -> list[bytes]:
         """The ids (last 32 bytes) of the keys at positions [start, stop), in key order."""
         return [k[-ID_BYTES:] for k in self.keys_at(start, stop)]
+
+    # --- sketches (§5.1) -------------------------------------------------------------------
+
+    def sum_at(self, start: int, stop: int) -> int:
+        """The sum of the ids at positions [start, stop), mod 2**256 (§2.2).  Raises IndexError
+        for positions outside [0, len]."""
+        if not 0 <= start <= stop <= self._len:
+            raise IndexError("key position out of range")
+        self._refresh()
+        return (self._prefix_sum(*self._block_of(stop)) - self._prefix_sum(*self._block_of(start))) & _MASK
+
+    def _sketch_plan(self, start: int, stop: int) -> tuple[list[bytes], list[int]]:
+        """For the keys at positions [start, stop): the keys whose symbols to compute and the
+        blocks whose cached symbols to XOR in (the end blocks through their smaller side)."""
+        self._refresh()
+        j0, i0 = self._block_of(start)
+        j1, i1 = self._block_of(stop)
+        blocks = self._blocks
+        if j0 == j1:
+            loose, whole = _end_part(blocks[j0], i0, i1)
+            return loose, [j0] if whole else []
+        loose = []
+        cached = list(range(j0 + 1, j1))
+        if i0:
+            part, whole = _end_part(blocks[j0], i0, len(blocks[j0]))
+        else:
+            part, whole = [], True
+        loose += part
+        if whole:
+            cached.append(j0)
+        if j1 < len(blocks) and i1:
+            part, whole = _end_part(blocks[j1], 0, i1)
+            loose += part
+            if whole:
+                cached.append(j1)
+        return loose, cached
+
+    def sketch_work(self, start: int, stop: int, end: int) -> int:
+        """How many keys' coded symbols :meth:`sketch_at` computes for the keys at positions
+        [start, stop) and symbols below ``end``: at most half of each of the range's two end
+        blocks (the blocks between have their symbols cached, but for the ids added or removed
+        since), or every key of the range when ``end`` is past the cached symbols."""
+        if stop <= start:
+            return 0
+        if end > _CACHED:
+            return stop - start
+        loose, cached = self._sketch_plan(start, stop)
+        return len(loose) + sum(len(self._delta[j]) for j in cached)
+
+    def sketch_at(self, start: int, stop: int, first: int, count: int) -> bytes:
+        """Coded symbols ``first`` to ``first + count - 1`` of the ids at positions [start, stop),
+        in their wire form (``count`` times sketch.SYMBOL_BYTES bytes).  The caller bounds the
+        work first (:meth:`sketch_work`).  Raises IndexError for positions outside [0, len]."""
+        if not 0 <= start <= self._len or not 0 <= stop <= self._len:
+            raise IndexError("key position out of range")
+        end = first + count
+        if stop <= start:
+            return bytes(count * sketch.SYMBOL_BYTES)
+        if end > _CACHED:
+            return sketch.encode(self.ids_at(start, stop), first, count)
+        loose, cached = self._sketch_plan(start, stop)
+        total = sketch.packed(sketch.symbols((k[-ID_BYTES:] for k in loose), end))
+        cells = self._cells
+        for j in cached:
+            self._fold(j)
+            total ^= cells[j]
+        total &= (1 << (_SYMBOL_BITS * end)) - 1
+        return (total >> (_SYMBOL_BITS * first)).to_bytes(count * sketch.SYMBOL_BYTES, "little")
 
     # --- ranges of bounds ------------------------------------------------------------------
 

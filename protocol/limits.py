@@ -50,6 +50,13 @@ TABLE: tuple[Limit, ...] = (
     Limit("max_reconcile_ranges", 4_096, "ranges", "ranges in one reconciliation message"),
     Limit("max_idlist_ids", 1_024, "ids", "ids in one IdList range"),
     Limit("max_bound_bytes", 233, "bytes", "length of one range bound (a full key: board, 0x00, time, id)"),
+    Limit("max_sketch_symbols", 1_024, "symbols", "highest coded symbol index + 1 a SketchRequest or Sketch may name",
+          why="36 KB of symbols a range: about 700 differences decode in one range; more are found by splitting"),
+    Limit("max_sketch_work_keys", 8_192, "keys", "keys whose coded symbols a responder computes afresh for one message",
+          why="bounds a stateless responder's CPU per message (tens of ms); symbols of cached blocks cost nothing"),
+    Limit("sketch_cached_symbols", 256, "symbols", "coded symbols a key index keeps per block of keys",
+          scope="node",
+          why="9 KB a block, about 20 MB at a million keys: any range is sketched for the cost of its two end blocks"),
     # Gossip HTTP API (docs/protocol.md, "HTTP API").
     Limit("max_request_bytes", 4_194_304, "bytes", "body of one HTTP request to the gossip API"),
     Limit("max_ids_per_request", 1_024, "ids", "post ids in one fetch or announce request"),
@@ -503,16 +510,19 @@ MAX_STEM_POSTS = by_name("max_stem_posts")
 PUSH_BATCH_DELAY_MS = by_name("push_batch_delay_ms")
 MAX_PUSH_BATCH_POSTS = by_name("max_push_batch_posts")
 PUSH_BATCHES_IN_FLIGHT = by_name("push_batches_in_flight")
+MAX_TALLY_OBJECTS = by_name("max_tally_objects")
+SEARCH_SCAN_ROWS = by_name("search_scan_rows")
+UI_ORGANIZING_ITEMS = by_name("ui_organizing_items")
+PUBLISH_ORGANIZING_PAGES = by_name("publish_organizing_pages")
 UI_BODY_CACHE_POSTS = by_name("ui_body_cache_posts")
 UI_BODY_CACHE_CHARS = by_name("ui_body_cache_chars")
 PUBLIC_PAGE_CACHE_PAGES = by_name("public_page_cache_pages")
 PUBLIC_PAGE_CACHE_BYTES = by_name("public_page_cache_bytes")
 PUBLIC_PAGE_CACHE_S = by_name("public_page_cache_s")
+MAX_SKETCH_SYMBOLS = by_name("max_sketch_symbols")
+MAX_SKETCH_WORK_KEYS = by_name("max_sketch_work_keys")
+SKETCH_CACHED_SYMBOLS = by_name("sketch_cached_symbols")
 PUSH_DECODE_ON_LOOP_POSTS = by_name("push_decode_on_loop_posts")
 SMALL_PUSH_BATCH_POSTS = by_name("small_push_batch_posts")
 PUSH_DECODE_ON_LOOP_BYTES = by_name("push_decode_on_loop_bytes")
 CLIENT_KEY_CACHE_ADDRESSES = by_name("client_key_cache_addresses")
-MAX_TALLY_OBJECTS = by_name("max_tally_objects")
-SEARCH_SCAN_ROWS = by_name("search_scan_rows")
-UI_ORGANIZING_ITEMS = by_name("ui_organizing_items")
-PUBLISH_ORGANIZING_PAGES = by_name("publish_organizing_pages")

@@ -3,7 +3,9 @@ Longer than 600 lines because the message codec, the responder and the initiator
 protocol whose rules (docs/protocol.md sections 3 to 8) must be read side by side.
 
 Two nodes find the posts one has and the other lacks by exchanging fingerprints of key ranges,
-splitting the ranges that differ and listing ids once a range is small.  The cost grows with
+splitting the ranges that differ and listing ids once a range is small; where both sides know
+them (negotiated in band, §5.1), a differing range is answered with a rateless sketch of its ids
+(protocol/sketch.py) from which the Initiator decodes the whole difference.  The cost grows with
 the difference, not with the size of the stores.
 
 * :class:`Initiator` is the side that asks (it keeps state between rounds):
@@ -23,15 +25,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import limits, wire
+from . import limits, sketch, wire
 from .errors import FieldError, LocalProtocolError, ReconcileError, TooLargeError
-from .keyindex import FINGERPRINT_BYTES, ID_BYTES, MAX_KEY_BYTES, KeyIndex
+from .keyindex import FINGERPRINT_BYTES, ID_BYTES, MAX_KEY_BYTES, KeyIndex, fingerprint_of
 
 __all__ = [
     "PROTOCOL_VERSION",
     "MODE_SKIP",
     "MODE_FINGERPRINT",
     "MODE_IDLIST",
+    "MODE_SKETCH_REQUEST",
+    "MODE_SKETCH",
+    "SKETCH_MARKER",
+    "FIRST_SKETCH_SYMBOLS",
     "SPLIT_PARTS",
     "NARROW_PARTS",
     "TAIL_PARTS",
@@ -50,6 +56,13 @@ PROTOCOL_VERSION = 1
 MODE_SKIP = 0
 MODE_FINGERPRINT = 1
 MODE_IDLIST = 2
+MODE_SKETCH_REQUEST = 3
+MODE_SKETCH = 4
+#: §5.1: the Fingerprint an Initiator that reads Sketches puts on the key-free range
+#: [b"", b"\x01") of its first message.  No key lies there, so a first-release responder
+#: answers it with an empty IdList (rule 1) and a responder that knows sketches with Skip.
+SKETCH_MARKER = b"dazibao sketch 1"
+_MARKER_BOUND = b"\x01"
 
 # Policy (§6.3): local choices that change how many rounds and bytes a conversation takes,
 # never its outcome; none of them is part of the wire.
@@ -72,6 +85,9 @@ INITIATOR_IDLIST_THRESHOLD = 2
 DENSE_IDLIST_THRESHOLD = 48
 #: Replies an Initiator accepts before it gives up on a conversation (§8).
 MAX_ROUNDS = 64
+#: Symbols of the first Sketch of a range (§6.3): one difference decodes from symbol 0 alone,
+#: and a few tens are found in a round or two more.
+FIRST_SKETCH_SYMBOLS = 24
 
 # One range is [upper_bound, mode, payload] (§3).
 Range = tuple["bytes | None", int, Any]
@@ -110,6 +126,21 @@ def _range_cost(bound: bytes | None, mode: int, n_ids: int = 0) -> int:
     else:
         payload = _array_header(n_ids) + n_ids * _ID_COST
     return 2 + _bound_cost(bound) + payload
+
+
+def _int_cost(v: int) -> int:
+    return 1 if v < 0x80 else 2 if v < 0x100 else 3 if v < 0x10000 else 5
+
+
+def _cost(bound: bytes | None, mode: int, payload: Any) -> int:
+    """The exact encoded size of one range of any mode."""
+    if mode == MODE_IDLIST:
+        return _range_cost(bound, mode, len(payload))
+    if mode == MODE_SKETCH_REQUEST or mode == MODE_SKETCH:
+        _, first, last = payload
+        tail = _int_cost(last) if mode == MODE_SKETCH_REQUEST else _bin_cost(len(last))
+        return 2 + _bound_cost(bound) + 1 + 2 + FINGERPRINT_BYTES + _int_cost(first) + tail
+    return _range_cost(bound, mode)
 
 
 def _lt(a: bytes, b: bytes | None) -> bool:
@@ -190,10 +221,11 @@ def decode_message(
     max_ranges: int = limits.MAX_RECONCILE_RANGES,
     max_idlist_ids: int = limits.MAX_IDLIST_IDS,
     max_bound_bytes: int = limits.MAX_BOUND_BYTES,
+    max_sketch_symbols: int = limits.MAX_SKETCH_SYMBOLS,
 ) -> list[Range]:
     """Decode and check one reconciliation message into ``[(upper_bound, mode, payload), ...]``.
 
-    Raises TooLargeError (message, range count, IdList or bound over its limit),
+    Raises TooLargeError (message, range count, IdList, bound or sketch over its limit),
     MalformedError or NonCanonicalError (not the canonical msgpack of one value), VersionError
     (a version other than 1), FieldError (any other breach of §3) -- all RemoteProtocolError.
     """
@@ -244,10 +276,33 @@ def decode_message(
             for i in ids:
                 if type(i) is not bytes or len(i) != ID_BYTES:
                     wire.expect_bytes(i, "id", length=ID_BYTES)
+        elif mode == MODE_SKETCH_REQUEST or mode == MODE_SKETCH:
+            _check_sketch(mode, payload, max_sketch_symbols)
         else:
             raise FieldError(f"range: unknown mode {mode}")
         out.append((bound, mode, payload))
     return out
+
+
+def _check_sketch(mode: int, payload: Any, max_symbols: int) -> None:
+    """§5.1: ``[fingerprint, first, count]`` (SketchRequest) or ``[fingerprint, first, symbols]``
+    (Sketch).  Raises FieldError for a wrong shape, TooLargeError past ``max_symbols``."""
+    wire.expect_list(payload, 3, "sketch")
+    fp, first, last = payload
+    if type(fp) is not bytes or len(fp) != FINGERPRINT_BYTES:
+        wire.expect_bytes(fp, "fingerprint", length=FINGERPRINT_BYTES)
+    if type(first) is not int or first < 0:
+        raise FieldError("sketch: the first symbol index must be a non-negative integer")
+    if mode == MODE_SKETCH_REQUEST:
+        if type(last) is not int or last < 1:
+            raise FieldError("sketch request: the symbol count must be a positive integer")
+        count = last
+    else:
+        if type(last) is not bytes or not last or len(last) % sketch.SYMBOL_BYTES:
+            raise FieldError(f"sketch: symbols must be a non-empty multiple of {sketch.SYMBOL_BYTES} bytes")
+        count = len(last) // sketch.SYMBOL_BYTES
+    if first + count > max_symbols:
+        raise TooLargeError(f"sketch up to symbol {first + count}, the limit is {max_symbols}")
 
 
 def encode_message(ranges: Sequence[Range]) -> bytes:
@@ -289,7 +344,7 @@ class _Out:
                     ranges += 1
                 skip_bound = bound
             else:
-                size += _range_cost(bound, mode, len(payload) if mode == MODE_IDLIST else 0)
+                size += _cost(bound, mode, payload)
                 ranges += 1
                 skip_bound = _NO_SKIP
             end = bound
@@ -305,8 +360,7 @@ class _Out:
             else:
                 self.ranges.append([bound, MODE_SKIP, None])
         else:
-            n = len(payload) if mode == MODE_IDLIST else 0
-            self.size += _range_cost(bound, mode, n)
+            self.size += _cost(bound, mode, payload)
             self.ranges.append([bound, mode, payload])
         self.end = bound
 
@@ -424,7 +478,7 @@ def _open_top(newest: bytes, pieces: list[Range], hi: bytes | None) -> list[Rang
 
 
 def _split_cost(pieces: list[Range]) -> int:
-    return sum(_range_cost(b, m, len(x) if m == MODE_IDLIST else 0) for b, m, x in pieces)
+    return sum(_cost(b, m, x) for b, m, x in pieces)
 
 
 def _survey(index: KeyIndex, ranges: Sequence[Range]) -> list[tuple[int, int, bool, bool]]:
@@ -497,13 +551,19 @@ def respond(
     tail_parts: int = TAIL_PARTS,
     idlist_threshold: int = IDLIST_THRESHOLD,
     open_top: bool = True,
+    sketches: bool = True,
+    max_sketch_symbols: int = limits.MAX_SKETCH_SYMBOLS,
+    max_sketch_work_keys: int = limits.MAX_SKETCH_WORK_KEYS,
 ) -> bytes:
     """Answer one reconciliation message from an Initiator; stateless between rounds.
 
     The keyword arguments after the limits are policy (§6.3): they change rounds and bytes,
     never the outcome; ``open_top=False`` gives splits without the empty IdList above the
-    newest key.  Raises any error of :func:`decode_message` (all RemoteProtocolError) for a
-    bad message, and LocalProtocolError for limits too small to make progress with (§7.3).
+    newest key.  ``sketches=False`` answers as a responder without sketches (§5.1) does: the
+    marker with an empty IdList, a SketchRequest as an unknown mode.  Raises any error of
+    :func:`decode_message` (all RemoteProtocolError) for a bad message, FieldError for a
+    Sketch (only a responder sends one), and LocalProtocolError for limits too small to make
+    progress with (§7.3).
     """
     p = _Params.make(
         max_msg_bytes=max_msg_bytes,
@@ -522,7 +582,11 @@ def respond(
         max_ranges=p.max_ranges,
         max_idlist_ids=p.max_idlist_ids,
         max_bound_bytes=p.max_bound_bytes,
+        max_sketch_symbols=max_sketch_symbols,
     )
+    # §5.1: the marker says the Initiator reads Sketches; it is answered with Skip.
+    marker = sketches and ranges[0] == (_MARKER_BOUND, MODE_FINGERPRINT, SKETCH_MARKER)
+    budget = [max_sketch_work_keys]  # keys whose symbols may still be computed afresh
     # The upper bound of the last range with work in it, for the remainder of §7.2.
     last_open: bytes | None = b""
     for bound, mode, _ in ranges:
@@ -534,11 +598,16 @@ def respond(
     # None (the end of the key space) only after the last range, once nothing is left to do.
     lo: bytes | None = b""
     answered: bytes | None = b""  # the upper bound of the last range with work answered
-    for (bound, mode, payload), (start, stop, same, dense) in zip(ranges, survey, strict=True):
+    for n, ((bound, mode, payload), (start, stop, same, dense)) in enumerate(zip(ranges, survey, strict=True)):
         if mode == MODE_SKIP:
             lo = bound  # merged into the Skip written before the next range with work
             continue
-        if same or (mode == MODE_IDLIST and start == stop and not payload):
+        if mode == MODE_SKETCH or (mode == MODE_SKETCH_REQUEST and not sketches):
+            raise FieldError(f"range: mode {mode} is not sent by an Initiator" if sketches else
+                             f"range: unknown mode {mode}")
+        if mode == MODE_SKETCH_REQUEST:
+            same = index.fingerprint_at(start, stop) == payload[0]
+        if same or (n == 0 and marker) or (mode == MODE_IDLIST and start == stop and not payload):
             # Agreement (§6.3): answered with a Skip, merged like a Skip of the message.
             lo = answered = bound
             continue
@@ -547,8 +616,15 @@ def respond(
         skip_size, skip_count = out.skip(lo)
         room = p.max_msg_bytes - out.size - skip_size - remainder_cost - _SKIP_NIL
         room_ranges = p.max_ranges - len(out.ranges) - skip_count - 2
-        answer = _answer(index, hi=bound, mode=mode, payload=payload, start=start, stop=stop, room=room,
-                         room_ranges=room_ranges, p=p, same=same, dense=dense)
+        answer: list[Range] | None = None
+        if mode == MODE_SKETCH_REQUEST or (marker and mode == MODE_FINGERPRINT):
+            answer = _sketch_answer(index, bound, mode, payload, start, stop, p, budget, max_sketch_work_keys, room)
+        if answer is None:
+            answer = _answer(index, hi=bound, mode=MODE_FINGERPRINT if mode == MODE_SKETCH_REQUEST else mode,
+                             payload=payload, start=start, stop=stop, room=room, room_ranges=room_ranges, p=p,
+                             same=same, dense=dense)
+        elif not answer:
+            answer = None  # out of sketch work for this message: the remainder (§7.2)
         if answer is not None:
             answer = [(lo, MODE_SKIP, None), *answer]
             size, count = out.cost(answer)
@@ -571,6 +647,41 @@ def respond(
         lo = answered = bound
     out.add(None, MODE_SKIP, None)
     return out.encode()
+
+
+def _sketch_answer(
+    index: KeyIndex, hi: bytes | None, mode: int, payload: Any, start: int, stop: int,
+    p: _Params, budget: list[int], max_work: int, room: int,
+) -> list[Range] | None:
+    """A responder's Sketch answering a SketchRequest, or a differing Fingerprint of a message
+    with the marker (§6.3); None to answer as a Fingerprint instead (few keys: list them; too
+    much work for any one message, or not one symbol fits: split), [] when this message's work
+    is spent (§7.2).  A Sketch may hold fewer symbols than asked for, to fit ``room``."""
+    count = stop - start
+    if count <= p.idlist_threshold:
+        return None
+    own = index.fingerprint_at(start, stop)
+    if mode == MODE_FINGERPRINT:
+        # The open top (§6.3): when the range holds this side's newest key of a board and the
+        # Initiator holds keys above it, the keys below are more likely the same than not.
+        newest = index.key_at(stop - 1)
+        top = _top_bound(newest, hi)
+        if p.open_top and top is not None and index.index_of(newest[: -(ID_BYTES + 9)] + b"\x01") == stop:
+            return [(top, MODE_FINGERPRINT, own), (hi, MODE_IDLIST, [])]
+        first, n = 0, FIRST_SKETCH_SYMBOLS
+    else:
+        _, first, n = payload
+    # Fewer symbols than asked when the message is nearly full (the bin header may grow by 2).
+    n = min(n, (room - _cost(hi, MODE_SKETCH, [own, first, b""]) - 2) // sketch.SYMBOL_BYTES)
+    if n < 1:
+        return None
+    work = index.sketch_work(start, stop, first + n)
+    if work > max_work:
+        return None
+    if work > budget[0]:
+        return []
+    budget[0] -= work
+    return [(hi, MODE_SKETCH, [own, first, index.sketch_at(start, stop, first, n)])]
 
 
 def _answer(
@@ -659,7 +770,11 @@ class Initiator:
     bytes.  The index may change between rounds; the result then reflects a mix of states.
     The keyword arguments after the limits are policy, as for :func:`respond` (the Initiator
     lists fewer ids by default: INITIATOR_IDLIST_THRESHOLD); ``open_top=False`` also gives the
-    first message of the first release, one Fingerprint a board.
+    first message of the first release, one Fingerprint a board.  ``sketches=False`` gives
+    the Initiator of the release before sketches (no marker, no SketchRequest, §5.1);
+    ``max_sketch_symbols`` caps the symbols it asks for in one range (policy; a peer's Sketch
+    is checked against the protocol's limit) and ``max_sketch_work_keys`` bounds, four times
+    over, the keys whose symbols one reply may make it compute.
 
     Raises LocalProtocolError for an empty or invalid ``boards``, for limits too small to make
     progress with, and for calls out of order.
@@ -680,6 +795,9 @@ class Initiator:
         idlist_threshold: int = INITIATOR_IDLIST_THRESHOLD,
         open_top: bool = True,
         max_rounds: int = MAX_ROUNDS,
+        sketches: bool = True,
+        max_sketch_symbols: int = limits.MAX_SKETCH_SYMBOLS,
+        max_sketch_work_keys: int = limits.MAX_SKETCH_WORK_KEYS,
     ) -> None:
         self._p = _Params.make(
             max_msg_bytes=max_msg_bytes,
@@ -694,6 +812,12 @@ class Initiator:
         )
         if type(max_rounds) is not int or max_rounds < 1:
             raise LocalProtocolError("max_rounds must be a positive integer")
+        if type(sketches) is not bool:
+            raise LocalProtocolError("sketches must be True or False")
+        if type(max_sketch_symbols) is not int or not 1 <= max_sketch_symbols <= limits.MAX_SKETCH_SYMBOLS:
+            raise LocalProtocolError(f"max_sketch_symbols must be in [1, {limits.MAX_SKETCH_SYMBOLS}]")
+        if type(max_sketch_work_keys) is not int or max_sketch_work_keys < 1:
+            raise LocalProtocolError("max_sketch_work_keys must be a positive integer")
         if isinstance(boards, (str, bytes)) or not boards:
             raise LocalProtocolError("an Initiator needs at least one board")
         scope = set()
@@ -720,6 +844,17 @@ class Initiator:
         # Ranges with work that did not fit into a message yet (§7.1).
         self._pending: list[tuple[bytes, bytes, int]] = []
         self._state = "new"
+        # §5.1: None until the first reply says whether the peer sends Sketches.
+        self._sketches: bool | None = None if sketches else False
+        self._max_symbols = max_sketch_symbols
+        self._max_work = max_sketch_work_keys
+        # The peer's symbols received so far for a range [lo, hi), and how many to ask next.
+        self._sk: dict[tuple[bytes, bytes], bytes] = {}
+        self._sk_next: dict[tuple[bytes, bytes], int] = {}
+        # Ranges whose Sketch failed for good, with the symbols each part of their split should
+        # start with: where a range held too many differences, its parts hold many too.
+        self._hint: dict[tuple[bytes, bytes], int] = {}
+        self._work = 0  # keys whose symbols this reply made us compute (a hostile peer's bound)
 
     @property
     def done(self) -> bool:
@@ -734,6 +869,9 @@ class Initiator:
         if self._state != "new":
             raise LocalProtocolError("initiate() may be called once")
         self._pending = []
+        if self._sketches is None:
+            # The marker (§5.1): the peer's answer to it says whether it sends Sketches.
+            self._pending.append((b"", _MARKER_BOUND, MODE_FINGERPRINT))
         index = self._index
         for board in self._boards:
             lo, hi = board + b"\x00", board + b"\x01"
@@ -779,6 +917,11 @@ class Initiator:
             max_idlist_ids=p.max_idlist_ids,
             max_bound_bytes=p.max_bound_bytes,
         )
+        if self._sketches is None:
+            # §5.1: a responder that knows sketches answers the marker with Skip; one of the
+            # first release with an empty IdList.
+            self._sketches = ranges[0][1] == MODE_SKIP
+        self._work = 0
         items: list[tuple[bytes, bytes, int, Any]] = []
         lo = b""
         for (bound, mode, payload), (start, stop, same, dense) in zip(
@@ -817,10 +960,26 @@ class Initiator:
             raise ReconcileError("reconciliation reply has work in a range that was not asked about")
         olo, ohi, _ = overlap[0]
         inside = len(overlap) == 1 and olo <= lo and _le(hi, ohi)
-        if mode == MODE_IDLIST:
+        if mode == MODE_SKETCH_REQUEST or (mode == MODE_SKETCH and (not self._sketches or olo == b"")):
+            # A SketchRequest is never an answer; a Sketch answers only a board's range, never
+            # the marker (§5.1), and only a peer that answered the marker.
+            raise ReconcileError(f"reconciliation reply has mode {mode}, which is not an answer")
+        if mode == MODE_IDLIST or mode == MODE_SKETCH:
             if not inside:
-                raise ReconcileError("reconciliation reply has an IdList across ranges that were not asked about")
-            self._settle(start, stop, payload)
+                raise ReconcileError(
+                    "reconciliation reply has an IdList or Sketch across ranges that were not asked about")
+            assert hi is not None  # inside an open range, and open ranges end at a bound
+            if mode == MODE_IDLIST:
+                self._settle(start, stop, payload)
+            else:
+                self._take_sketch(lo, hi, payload, start, stop, items)
+            return
+        if inside and self._sketches and not same and stop - start > self._p.idlist_threshold:
+            # §6.3: with a peer that sends Sketches, a differing range is sketched, not split.
+            assert hi is not None
+            self._sk.pop((lo, hi), None)
+            self._sk_next[(lo, hi)] = self._hint.get((olo, ohi), FIRST_SKETCH_SYMBOLS)
+            items.append((lo, hi, MODE_SKETCH_REQUEST, None))
             return
         if inside:
             # §6.3, as on the responder.  Room is not limited here: what does not fit into
@@ -842,6 +1001,74 @@ class Initiator:
         # that differs: send each of those ranges again, clipped to the reply range.
         for olo, ohi, omode in overlap:
             items.append((max(olo, lo), ohi if hi is None else min(ohi, hi), omode, None))
+
+    def _take_sketch(
+        self, lo: bytes, hi: bytes, payload: Any, start: int, stop: int, items: list[tuple[bytes, bytes, int, Any]]
+    ) -> None:
+        """§6.4: the peer's symbols of [lo, hi).  Settle the range when they decode and the result
+        matches the peer's fingerprint; else ask for more symbols, or fall back to a Fingerprint
+        (the peer splits) when decoding fails for good or would cost too much."""
+        theirs_fp, first, cells = payload
+        key = (lo, hi)
+        acc = self._sk.pop(key, b"")
+        self._sk_next.pop(key, None)
+        if first != len(acc) // sketch.SYMBOL_BYTES:
+            raise ReconcileError("reconciliation reply has a Sketch that does not continue the symbols received")
+        acc += cells
+        m = len(acc) // sketch.SYMBOL_BYTES
+        index = self._index
+        # What this costs us is bounded like the peer's work: a hostile reply of many large
+        # Sketches is answered with Fingerprints instead of decoded.
+        work = index.sketch_work(start, stop, m)
+        if self._work + work > 4 * self._max_work:
+            items.append((lo, hi, MODE_FINGERPRINT, None))
+            return
+        self._work += work
+        ours = index.sketch_at(start, stop, 0, m)
+        decoded = sketch.decode(acc, ours, max_ids=2 * m + 8)
+        if decoded.complete:
+            own = set(index.ids_at(start, stop))
+            have = [i for i in decoded.ids if i in own]
+            need = [i for i in decoded.ids if i not in own]
+            total = index.sum_at(start, stop)
+            total += sum(int.from_bytes(i, "little") for i in need) - sum(int.from_bytes(i, "little") for i in have)
+            if fingerprint_of(total, stop - start - len(have) + len(need)) == theirs_fp:
+                self._record(have, need)
+                return
+        elif m < self._max_symbols:
+            # Policy (§6.3): about 1.5 symbols per difference decode, so ask for enough to reach
+            # that for the estimated difference, at least half again as many as so far and at most
+            # three times as many; symbols past the cached ones only for ranges cheap to scan.
+            estimate = sketch.estimate(acc, ours)
+            want = 3 * m if estimate is None else (3 * estimate + 1) // 2 + 1
+            target = max(m + max(1, m // 2), min(3 * m, want))
+            # Symbols past the cached ones cost the peer a scan of the range's keys, within its
+            # work per message: splitting the range costs fewer rounds.
+            cap = min(self._max_symbols, limits.SKETCH_CACHED_SYMBOLS)
+            if target <= cap:
+                self._sk[key] = acc
+                self._sk_next[key] = target - m
+                items.append((lo, hi, MODE_SKETCH_REQUEST, None))
+                return
+            # More differences than one Sketch of this range decodes: split it, and start each
+            # part's Sketch at its share of them (unknown when every symbol was non-empty: then
+            # at the most a Sketch may have, which decodes the part or shows it must split too).
+            share = cap if estimate is None else want // SPLIT_PARTS
+            self._hint[key] = max(FIRST_SKETCH_SYMBOLS, min(cap, share))
+        # Decoding failed for good (or the peer's symbols do not match its fingerprint): the
+        # range is split by fingerprints instead.
+        items.append((lo, hi, MODE_FINGERPRINT, None))
+
+    def _record(self, have: Sequence[bytes], need: Sequence[bytes]) -> None:
+        seen = self._seen
+        for i in have:
+            if i not in seen:
+                seen.add(i)
+                self.have.append(i)
+        for i in need:
+            if i not in seen:
+                seen.add(i)
+                self.need.append(i)
 
     def _settle(self, start: int, stop: int, theirs: list[bytes]) -> None:
         """§6.4: the peer listed all its ids in a range; record have and need for it."""
@@ -875,14 +1102,20 @@ class Initiator:
             if payload is None:
                 start = index.index_of(lo)
                 stop = max(start, index.index_of(hi))
-                if mode == MODE_IDLIST and stop - start <= p.idlist_threshold:
+                if lo == b"":
+                    # The only range that starts at b"" (§5.1), sent again after a remainder.
+                    mode, payload = MODE_FINGERPRINT, SKETCH_MARKER
+                elif mode == MODE_SKETCH_REQUEST:
+                    got = len(self._sk.get((lo, hi), b"")) // sketch.SYMBOL_BYTES
+                    want = self._sk_next.get((lo, hi), FIRST_SKETCH_SYMBOLS)
+                    payload = [index.fingerprint_at(start, stop), got, want]
+                elif mode == MODE_IDLIST and stop - start <= p.idlist_threshold:
                     payload = index.ids_at(start, stop)
                 else:
                     mode = MODE_FINGERPRINT
                     payload = index.fingerprint_at(start, stop)
-            n = len(payload) if mode == MODE_IDLIST else 0
             skip_size, skip_count = out.skip(lo)
-            size = out.size + skip_size + _range_cost(hi, mode, n) + _SKIP_NIL
+            size = out.size + skip_size + _cost(hi, mode, payload) + _SKIP_NIL
             count = len(out.ranges) + skip_count + 2
             if size <= p.max_msg_bytes and count <= p.max_ranges:
                 out.add(lo, MODE_SKIP, None)

@@ -49,6 +49,8 @@ def policies(draw, side: str) -> dict:
         policy |= {
             "narrow_parts": draw(st.integers(2, 20)),
             "open_top": draw(st.booleans()),
+            # False: the release before sketches (§5.1), which today's code reproduces.
+            "sketches": draw(st.booleans()),
         }
     return policy
 
@@ -136,7 +138,7 @@ def test_the_first_message_of_the_first_release_is_answered_as_before():
     rng = random.Random(12)
     keys = make_keys(rng, 3000, BOARDS)
     index = KeyIndex(keys)
-    assert new.Initiator(index, BOARDS, open_top=False).initiate() == old.Initiator(index, BOARDS).initiate()
+    assert new.Initiator(index, BOARDS, open_top=False, sketches=False).initiate() == old.Initiator(index, BOARDS).initiate()
     first = new.Initiator(KeyIndex(keys[:2900]), BOARDS).initiate()
     reply = old.respond(index, first)
     assert new.decode_message(reply) == old.decode_message(reply)
