@@ -503,8 +503,8 @@ class Node:
     async def _push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
         """Announce ids to a peer, board by board, and push the posts it wants."""
         client = self._client(url)
-        error: str | None = None
-        try:
+
+        async def send() -> None:
             for batch in messages.announcement_batches(ids_by_board):
                 wanted = await client.announce_boards(batch)
                 offered = {i for _, ids in batch for i in ids}
@@ -512,40 +512,21 @@ class Node:
                 # Batches bounded in bytes too: 512 large posts would not fit one request.
                 for posts_batch in messages.post_batches(raws):
                     await client.push(posts_batch)
-        except PeerError as exc:
-            # A peer that fails a push (unreachable, a redirect, too slow) is backed off like
-            # one that fails a sync, so that the next pushes go to peers that answer.
-            _log_peer("push failed: %s", url, exc.code, detail=exc.message)
-            error = f"{exc.code}: {exc.message}"
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # This runs as a task of its own: nobody else would see the error.
-            log.exception("push to a peer failed unexpectedly")
-            log.debug("... to peer %s", url)
-            error = "internal_error: the push failed unexpectedly"
-        self.report(gossip.PushDone(url, error))
+
+        self.report(gossip.PushDone(url, await _outcome("push", url, send())))
 
     async def _stem_push(self, url: str, ids_by_board: gossip.BoardIds) -> None:
         """Push posts in full to the stem peer, marked as stem (docs/protocol.md, "Stem pushes")."""
-        error: str | None = None
-        try:
+
+        async def send() -> None:
             raws = await self.core.db.call(Store.get_raw, [i for _, ids in ids_by_board for i in ids])
             client = self._client(url)
             for posts_batch in messages.post_batches(raws):
                 # The stem marker is a query flag that a node which does not know it ignores:
                 # it then takes the push as an ordinary one and fluffs the posts (safe).
                 await client.push(posts_batch, stem=True)
-        except PeerError as exc:
-            _log_peer("stem push failed: %s", url, exc.code, detail=exc.message)
-            error = f"{exc.code}: {exc.message}"
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("stem push to a peer failed unexpectedly")
-            log.debug("... to peer %s", url)
-            error = "internal_error: the stem push failed unexpectedly"
-        self.report(gossip.PushDone(url, error, stem=ids_by_board))
+
+        self.report(gossip.PushDone(url, await _outcome("stem push", url, send()), stem=ids_by_board))
 
 
 def _by_board(new: Iterable[posts.Post]) -> gossip.BoardIds:
@@ -553,6 +534,25 @@ def _by_board(new: Iterable[posts.Post]) -> gossip.BoardIds:
     for post in new:
         by_board.setdefault(post.board, []).append(post.id)
     return tuple((b, tuple(ids)) for b, ids in by_board.items())
+
+
+async def _outcome(what: str, url: str, work: Awaitable[None]) -> str | None:
+    """Await one push to a peer (``what``: "push" or "stem push"); None, or the error it ended with
+    for the gossip policy.  A peer that fails (unreachable, a redirect, too slow) is reported, so
+    that it is backed off like one that fails a sync; this runs as a task of its own, so an
+    unexpected error is logged here or nobody would see it."""
+    try:
+        await work
+    except PeerError as exc:
+        _log_peer(f"{what} failed: %s", url, exc.code, detail=exc.message)
+        return f"{exc.code}: {exc.message}"
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s to a peer failed unexpectedly", what)
+        log.debug("... to peer %s", url)
+        return f"internal_error: the {what} failed unexpectedly"
+    return None
 
 
 def _log_peer(message: str, url: str, *args: object, level: int = logging.INFO, detail: str = "") -> None:
