@@ -65,12 +65,13 @@ def wait_until(predicate, what: str, timeout: float = WAIT_S, interval: float = 
 
 
 class NodeProcess:
-    """`dazibao run` in a child process, on an OS-chosen port of 127.0.0.1."""
+    """`dazibao run` in a child process, on OS-chosen ports of 127.0.0.1 unless told others."""
 
     def __init__(self, data: Path, *, peers: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 gossip_listen: str = "127.0.0.1:0") -> None:
+                 gossip_listen: str = "127.0.0.1:0", ui_listen: str = "127.0.0.1:0") -> None:
         self.data = data
         self.gossip_listen = gossip_listen
+        self.ui_listen = ui_listen
         self.peers = peers
         self.env = env or cli_env()
         self.proc: subprocess.Popen | None = None
@@ -81,7 +82,7 @@ class NodeProcess:
         info = self.data / "node.json"
         info.unlink(missing_ok=True)
         args = [sys.executable, "-m", "dazibao.node", "--data-dir", str(self.data), "run",
-                "--gossip-listen", self.gossip_listen, "--ui-listen", "127.0.0.1:0"]
+                "--gossip-listen", self.gossip_listen, "--ui-listen", self.ui_listen]
         for peer in self.peers:
             args += ["--peer", peer]
         self._log_fh = open(self.log, "ab")

@@ -6,12 +6,9 @@ Chinese on a phone-sized screen."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -23,7 +20,7 @@ from dazibao.node.store import Store
 from dazibao.node.web.i18n import load_translations
 from dazibao.protocol import identity, posts
 
-from ..node.procs import posts_json, wait_until
+from ..node.procs import posts_json
 from .conftest import FAST_KDF, PASSPHRASE, T0_MS, UiNode, key, node_env, seed_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -138,28 +135,7 @@ class FixedUiNode(UiNode):
     browser still shows."""
 
     def __init__(self, *args, ui_port: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.ui_port = ui_port
-
-    def start(self) -> FixedUiNode:
-        info = self.data / "node.json"
-        info.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "dazibao.node", "--data-dir", str(self.data), "run",
-                "--gossip-listen", self.gossip_listen, "--ui-listen", f"127.0.0.1:{self.ui_port}"]
-        self._log_fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(args, stdout=self._log_fh, stderr=subprocess.STDOUT, env=self.env)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                return json.loads(info.read_text())
-            except (OSError, ValueError):
-                return None
-
-        found = wait_until(ready, f"node in {self.data} to start")
-        self.url, self.ui_url = found["gossip_url"], found["ui_url"]
-        return self
+        super().__init__(*args, ui_listen=f"127.0.0.1:{ui_port}", **kwargs)
 
 
 def _replies(data) -> list[str]:
